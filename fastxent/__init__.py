@@ -1,0 +1,20 @@
+"""fastxent: fast, accurate softmax cross-entropy and its relatives on the CPU.
+
+Numba-compiled kernels that fuse max-subtraction, exp-sum, log and label-gather (and the
+gradient ``softmax - onehot``) into one sweep over each row. ``fastxent.reference`` holds
+plain NumPy implementations of every function: the executable specification.
+"""
+
+from fastxent._api.cross_entropy import cross_entropy, cross_entropy_with_grad
+from fastxent._api.softmax import log_softmax, logsumexp, softmax
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "__version__",
+    "cross_entropy",
+    "cross_entropy_with_grad",
+    "log_softmax",
+    "logsumexp",
+    "softmax",
+]

@@ -1,0 +1,1 @@
+"""Public functions: validate, normalise the layout, call a kernel, shape the result."""

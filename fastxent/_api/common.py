@@ -1,0 +1,44 @@
+"""Reductions shared by the public losses."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+Loss = Any  # a NumPy scalar of the result dtype, or an array for reduction="none"
+
+
+def reduce_losses(
+    losses: NDArray[np.float64],
+    reduction: str,
+    denominator: float,
+    log_base: float,
+    batch_shape: tuple[int, ...],
+    dtype: np.dtype[Any],
+) -> Loss:
+    """Per-sample float64 losses to the requested reduction, in base ``e ** log_base``.
+
+    ``"mean"`` divides the sum by ``denominator``; a zero denominator (empty batch, every
+    row ignored) gives ``nan``. Sums are taken in float64 (NumPy's pairwise summation).
+    """
+    if reduction == "none":
+        scaled = losses if log_base == 1.0 else losses / log_base
+        return scaled.reshape(batch_shape).astype(dtype)
+    total = float(np.sum(losses))
+    if reduction == "mean":
+        total = total / denominator if denominator != 0 else math.nan
+    return dtype.type(total / log_base)
+
+
+def gradient_scale(reduction: str, denominator: float, log_base: float) -> float:
+    """Factor turning ``d sum(loss) / dz`` (natural log) into the reduced loss's gradient.
+
+    ``"none"`` is differentiated as ``sum(loss)``; a ``"mean"`` over a zero denominator has a
+    zero gradient.
+    """
+    if reduction == "mean":
+        return 0.0 if denominator == 0 else 1.0 / (denominator * log_base)
+    return 1.0 / log_base

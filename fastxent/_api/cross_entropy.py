@@ -1,0 +1,253 @@
+"""``cross_entropy`` and ``cross_entropy_with_grad`` (softmax cross-entropy from logits)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from fastxent import _validate
+from fastxent._api.common import Loss, gradient_scale, reduce_losses
+from fastxent._kernels import xent as kernels
+from fastxent._layout import compute_dtype, from_rows, rows_target, rows_view, same_memory
+
+
+@dataclass
+class _Problem:
+    """A validated cross-entropy call, in the kernels' layout."""
+
+    logits: NDArray[Any]  # the caller's array (checked, never written unless it is `out`)
+    rows: NDArray[Any]  # (R, C) C-contiguous, float32 or float64
+    class_axis: int
+    batch_shape: tuple[int, ...]
+    labels: NDArray[np.int64] | None  # (R,) for integer targets
+    probabilities: NDArray[Any] | None  # (R, C) for probability targets
+    weight: NDArray[np.float64]
+    ignore_index: int
+    smoothing: float
+    reduction: str
+    log_base: float
+    denominator: float  # of "mean"
+
+    @property
+    def dtype(self) -> np.dtype[Any]:
+        return self.rows.dtype
+
+
+def _prepare(
+    logits: ArrayLike,
+    target: ArrayLike,
+    axis: Any,
+    weight: ArrayLike | None,
+    ignore_index: Any,
+    reduction: Any,
+    label_smoothing: Any,
+    base: Any,
+) -> _Problem:
+    array = _validate.float_array(logits, "logits")
+    class_axis = _validate.class_axis(axis, array.ndim)
+    n_classes = _validate.classes(array.shape, class_axis, "logits")
+    mode = _validate.reduction_mode(reduction)
+    log_base = _validate.log_base(base)
+    smoothing = _validate.real_in_range(label_smoothing, "label_smoothing", 0.0, 1.0)
+    ignore = _validate.integer(ignore_index, "ignore_index")
+    weights = _validate.class_weight(weight, n_classes)
+    target_array = np.asarray(target)
+    kind = _validate.target_kind(target_array)
+    batch_shape = array.shape[:class_axis] + array.shape[class_axis + 1 :]
+    dtype = compute_dtype(array.dtype)
+    labels = probabilities = None
+    if kind == "index":
+        _validate.index_target(target_array, batch_shape, n_classes, ignore)
+        labels = rows_target(target_array)
+        counted = labels[labels != ignore]
+        denominator = float(np.sum(weights[counted]))
+    else:
+        _validate.same_shape(target_array, array.shape, "target", "logits")
+        probabilities = rows_view(target_array, class_axis, dtype)
+        denominator = float(probabilities.shape[0])
+    rows = rows_view(array, class_axis, dtype)
+    return _Problem(
+        array, rows, class_axis, batch_shape, labels, probabilities, weights, ignore,
+        smoothing, mode, log_base, denominator,
+    )  # fmt: skip
+
+
+def cross_entropy(
+    logits: ArrayLike,
+    target: ArrayLike,
+    *,
+    axis: int = -1,
+    weight: ArrayLike | None = None,
+    ignore_index: int = -100,
+    reduction: str = "mean",
+    label_smoothing: float = 0.0,
+    base: float | None = None,
+) -> Loss:
+    r"""Softmax cross-entropy between logits and class indices or class probabilities.
+
+    For one sample with logits :math:`z`, :math:`\log p = \mathrm{log\_softmax}(z)`, class
+    weights :math:`w` and label smoothing :math:`\varepsilon`:
+
+    .. math::
+
+        \ell = (1 - \varepsilon)\, w_y\, (-\log p_y)
+               + \frac{\varepsilon}{C} \sum_c w_c\, (-\log p_c)
+        \qquad\text{(integer target } y\text{)}
+
+        \ell = -\sum_c w_c\, q_c \log p_c, \quad
+        q = (1 - \varepsilon)\, t + \varepsilon / C
+        \qquad\text{(probability target } t\text{)}
+
+    The semantics are PyTorch's ``torch.nn.functional.cross_entropy`` (see
+    ``docs/semantics.md`` for the few, deliberate differences). One fused pass per row:
+    max, exp-sum in float64, log, gather; no ``N x C`` temporary.
+
+    Parameters
+    ----------
+    logits : array_like of float16, float32 or float64
+        Unnormalised scores; the class axis is ``axis``.
+    target : array_like
+        Integer class indices shaped like ``logits`` without ``axis``, or float class
+        probabilities shaped like ``logits``.
+    axis : int, default -1
+        The class axis (``axis=1`` for PyTorch's ``(N, C, d1, ...)`` layout).
+    weight : array_like, shape (C,), optional
+        Non-negative weight of each class.
+    ignore_index : int, default -100
+        Integer targets equal to it contribute nothing (not even to the mean's denominator).
+    reduction : {"mean", "sum", "none"}, default "mean"
+        ``"mean"`` divides by the summed weights of the counted samples (integer targets)
+        or by the number of samples (probability targets).
+    label_smoothing : float in [0, 1], default 0
+        Mass moved uniformly onto all classes.
+    base : float, optional
+        Logarithm base of the loss (``None``: natural log; 2: bits).
+
+    Returns
+    -------
+    numpy.floating or numpy.ndarray
+        A scalar of the result dtype (float64 for float64 logits, else float32), or per-sample
+        losses for ``reduction="none"``.
+
+    Examples
+    --------
+    >>> import numpy as np, fastxent
+    >>> logits = np.array([[1.4, 3.2, 5.0]])
+    >>> round(float(fastxent.cross_entropy(logits, np.array([2]))), 4)
+    0.1749
+    """
+    problem = _prepare(
+        logits, target, axis, weight, ignore_index, reduction, label_smoothing, base
+    )
+    rows = problem.rows
+    losses = np.empty(rows.shape[0], dtype=np.float64)
+    if problem.labels is not None:
+        kernels.xent_sparse_forward(
+            rows.size, rows, problem.labels, problem.weight, float(np.sum(problem.weight)),
+            problem.ignore_index, problem.smoothing, losses,
+        )  # fmt: skip
+    else:
+        kernels.xent_dense_forward(
+            rows.size, rows, problem.probabilities, problem.weight, problem.smoothing, False,
+            losses,
+        )  # fmt: skip
+    return reduce_losses(
+        losses, problem.reduction, problem.denominator, problem.log_base,
+        problem.batch_shape, problem.dtype,
+    )  # fmt: skip
+
+
+def cross_entropy_with_grad(
+    logits: ArrayLike,
+    target: ArrayLike,
+    *,
+    axis: int = -1,
+    weight: ArrayLike | None = None,
+    ignore_index: int = -100,
+    reduction: str = "mean",
+    label_smoothing: float = 0.0,
+    base: float | None = None,
+    out: NDArray[Any] | None = None,
+) -> tuple[Loss, NDArray[np.floating[Any]]]:
+    r""":func:`cross_entropy` and its gradient with respect to ``logits``, in one sweep.
+
+    For one sample the gradient is
+
+    .. math:: \frac{\partial \ell}{\partial z_c} = A\, p_c - a_c, \qquad A = \sum_c a_c,
+
+    where :math:`a_c` is the weight :func:`cross_entropy` puts on :math:`-\log p_c`; without
+    weights or smoothing this is ``softmax(z) - onehot(y)``. The gradient is that of the
+    reduced loss (of ``sum(loss)`` for ``reduction="none"``) and is divided by ``ln(base)``.
+    Ignored samples get a zero gradient.
+
+    Parameters
+    ----------
+    logits, target, axis, weight, ignore_index, reduction, label_smoothing, base
+        As for :func:`cross_entropy`.
+    out : numpy.ndarray, optional
+        Array to write the gradient into: shape of ``logits``, the result dtype. It may be
+        ``logits`` itself, which is then overwritten with no extra ``N x C`` memory.
+
+    Returns
+    -------
+    loss : numpy.floating or numpy.ndarray
+        As :func:`cross_entropy` returns.
+    grad : numpy.ndarray
+        ``d loss / d logits``, shaped like ``logits`` (``out`` when given).
+
+    Examples
+    --------
+    >>> import numpy as np, fastxent
+    >>> loss, grad = fastxent.cross_entropy_with_grad(np.array([[1.4, 3.2, 5.0]]), np.array([2]))
+    >>> grad.round(2)
+    array([[ 0.02,  0.14, -0.16]])
+    """
+    problem = _prepare(
+        logits, target, axis, weight, ignore_index, reduction, label_smoothing, base
+    )
+    rows = problem.rows
+    if out is not None:
+        others = (target, weight)
+        _validate.out_array(out, problem.logits.shape, problem.dtype, problem.logits, *others)
+    grad_rows, in_place = _gradient_rows(out, rows, problem.class_axis)
+    scale = gradient_scale(problem.reduction, problem.denominator, problem.log_base)
+    losses = np.empty(rows.shape[0], dtype=np.float64)
+    if problem.labels is not None:
+        kernels.xent_sparse_forward_backward(
+            rows.size, rows, problem.labels, problem.weight, float(np.sum(problem.weight)),
+            problem.ignore_index, problem.smoothing, scale, in_place, losses, grad_rows,
+        )  # fmt: skip
+    else:
+        kernels.xent_dense_forward_backward(
+            rows.size, rows, problem.probabilities, problem.weight, problem.smoothing, scale,
+            in_place, losses, grad_rows,
+        )  # fmt: skip
+    loss = reduce_losses(
+        losses, problem.reduction, problem.denominator, problem.log_base,
+        problem.batch_shape, problem.dtype,
+    )  # fmt: skip
+    grad = from_rows(grad_rows, problem.logits.shape, problem.class_axis)
+    if out is None:
+        return loss, grad
+    if not same_memory(grad, out):
+        out[...] = grad
+    return loss, out
+
+
+def _gradient_rows(
+    out: NDArray[Any] | None, rows: NDArray[Any], class_axis: int
+) -> tuple[NDArray[Any], bool]:
+    """Where the kernel writes the gradient, and whether that is the logits' own memory.
+
+    ``out`` is used directly when its memory has the kernels' row layout; otherwise the
+    gradient goes to a fresh array that is copied into ``out`` afterwards.
+    """
+    if out is not None:
+        moved = np.moveaxis(out, class_axis, -1)
+        if moved.flags.c_contiguous:
+            out_rows = moved.reshape(rows.shape)
+            return out_rows, same_memory(out_rows, rows)
+    return np.empty_like(rows), False

@@ -1,0 +1,50 @@
+"""Compilation options shared by every kernel: the one place that sets them.
+
+``FASTMATH`` is the set of LLVM fast-math flags the kernels may use. It deliberately leaves
+out ``nnan`` and ``ninf`` (both part of ``fastmath=True``): with them LLVM may assume no
+``inf``/``nan`` exist and delete the ``-inf`` mask and ``nan`` handling. ``reassoc`` lets
+reductions vectorise; ``contract`` allows fused multiply-add; ``afn``, ``nsz``, ``arcp``
+are harmless for these formulas.
+
+``PRIMITIVE_FASTMATH`` is for the vector math primitives in ``_simd``: only ``contract``,
+because ``reassoc`` would undo the exact Cody-Waite range reduction inside ``exp``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, TypeVar
+
+import numba
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+FASTMATH = frozenset({"reassoc", "contract", "afn", "nsz", "arcp"})
+PRIMITIVE_FASTMATH = frozenset({"contract"})
+
+
+def parallel_kernel(function: F) -> F:
+    """Compile ``function`` as a multi-threaded kernel (``prange`` over rows), cached on disk."""
+    return numba.njit(  # type: ignore[no-any-return]
+        parallel=True, fastmath=set(FASTMATH), cache=True, nogil=True, error_model="numpy"
+    )(function)
+
+
+def serial_kernel(function: F) -> F:
+    """Compile ``function`` as a single-threaded kernel for small inputs, cached on disk."""
+    return numba.njit(  # type: ignore[no-any-return]
+        fastmath=set(FASTMATH), cache=True, nogil=True, error_model="numpy"
+    )(function)
+
+
+def row_helper(function: F) -> F:
+    """Compile a loop over one row that the kernels call (LLVM inlines it)."""
+    return numba.njit(  # type: ignore[no-any-return]
+        fastmath=set(FASTMATH), cache=True, nogil=True, error_model="numpy"
+    )(function)
+
+
+def primitive(function: F) -> F:
+    """Compile a vector math primitive: exact IEEE order except fused multiply-add."""
+    return numba.njit(  # type: ignore[no-any-return]
+        fastmath=set(PRIMITIVE_FASTMATH), cache=True, nogil=True, error_model="numpy"
+    )(function)

@@ -1,0 +1,37 @@
+"""One kernel source, compiled twice: multi-threaded for large inputs, serial for small ones.
+
+Starting a parallel region costs microseconds (milliseconds with some threading layers),
+more than a whole small batch takes, so inputs below ``PARALLEL_MIN_ELEMENTS`` run on the
+calling thread. Both versions compile lazily, on first use, and are cached on disk.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numba
+
+from fastxent._config import parallel_kernel, serial_kernel
+
+PARALLEL_MIN_ELEMENTS = 1 << 15
+
+
+class RowKernel:
+    """A row kernel in its parallel and serial compilations, chosen by input size."""
+
+    def __init__(self, function: Callable[..., Any]) -> None:
+        self.__name__ = function.__name__
+        self.__doc__ = function.__doc__
+        self.parallel = parallel_kernel(function)
+        self.serial = serial_kernel(function)
+
+    def __call__(self, n_elements: int, *args: Any) -> Any:
+        """Run on ``args``; ``n_elements`` (the logits' size) picks the compilation."""
+        if n_elements >= PARALLEL_MIN_ELEMENTS and numba.get_num_threads() > 1:
+            return self.parallel(*args)
+        return self.serial(*args)
+
+
+def row_kernel(function: Callable[..., Any]) -> RowKernel:
+    """Decorate a kernel written with ``numba.prange`` over rows."""
+    return RowKernel(function)

@@ -1,0 +1,54 @@
+"""Kernels for softmax, log-softmax and logsumexp over the rows of a 2-D C-contiguous array.
+
+Every row is processed in two sweeps that stay in cache: its maximum ``m``, then
+``exp(x - m)`` and its float64 sum ``S``. Then ``softmax = exp(x - m) / S``,
+``log_softmax = x - m - log S`` and ``logsumexp = m + log S``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import prange
+
+from fastxent._kernels.dispatch import row_kernel
+from fastxent._kernels.rows import (
+    STAGING_SIZE,
+    row_exp_into,
+    row_exp_sum,
+    row_max,
+    row_scale,
+    row_shift_into,
+)
+
+
+@row_kernel
+def softmax_rows(logits, out):  # type: ignore[no-untyped-def]
+    """``out[i] = softmax(logits[i])`` for every row ``i``."""
+    for i in prange(logits.shape[0]):
+        top = row_max(logits[i])
+        total = row_exp_into(logits[i], top, out[i])
+        row_scale(out[i], out.dtype.type(1.0 / total))
+
+
+@row_kernel
+def log_softmax_rows(logits, out):  # type: ignore[no-untyped-def]
+    """``out[i] = log_softmax(logits[i])``; ``out`` doubles as the exp scratch space."""
+    for i in prange(logits.shape[0]):
+        row = logits[i]
+        top = row_max(row)
+        total = row_exp_into(row, top, out[i])
+        row_shift_into(row, top + out.dtype.type(math.log(total)), out[i])
+
+
+@row_kernel
+def logsumexp_rows(logits, out):  # type: ignore[no-untyped-def]
+    """``out[i] = log(sum(exp(logits[i])))`` in float64."""
+    n_rows, n_classes = logits.shape
+    n_blocks = min(n_rows, 64)
+    for block in prange(n_blocks):
+        staging = np.empty(min(n_classes, STAGING_SIZE), logits.dtype)
+        for i in range(block * n_rows // n_blocks, (block + 1) * n_rows // n_blocks):
+            top = row_max(logits[i])
+            out[i] = np.float64(top) + math.log(row_exp_sum(logits[i], top, staging))

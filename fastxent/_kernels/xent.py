@@ -1,0 +1,170 @@
+"""Softmax cross-entropy kernels, forward and forward + gradient, over rows of classes.
+
+Every loss here has the form ``l = sum_c a_c * (-log p_c)`` with target masses ``a_c >= 0``
+and ``A = sum_c a_c``. With ``m = max(z)`` and ``S = sum_c exp(z_c - m)``:
+
+    l = A * log(S) + sum_c a_c * (m - z_c)          (both terms >= 0: no cancellation)
+    dl/dz_c = A * p_c - a_c,   p_c = exp(z_c - m) / S
+
+Integer targets (``sparse``) have ``a_c = (1 - eps) w_y [c == y] + (eps / C) w_c``;
+probability targets (``dense``) have ``a_c = w_c ((1 - eps) q_c + eps / C)``. The forward
+kernels read each row twice (max, then exp-sum) and allocate O(rows) memory only. The
+gradient kernels write ``exp(z - m)`` into the gradient row, then scale it in place.
+
+Arguments are already validated and normalised by the public wrappers: C-contiguous 2-D
+logits, int64 targets in range (or equal to ``ignore_index``), float64 weights.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import prange
+
+from fastxent._config import row_helper
+from fastxent._kernels.dispatch import row_kernel
+from fastxent._kernels.rows import (
+    STAGING_SIZE,
+    row_exp_in_place,
+    row_exp_into,
+    row_exp_sum,
+    row_max,
+    row_neg_entropy,
+    row_scale,
+    row_subtract_target,
+    row_subtract_weight,
+    row_target_gap,
+    row_target_mass,
+    row_weighted_gap,
+)
+
+
+@row_kernel
+def xent_sparse_forward(  # type: ignore[no-untyped-def]
+    logits, target, weight, weight_total, ignore_index, smoothing, losses
+):
+    """``losses[i]`` = loss of row ``i`` against class ``target[i]`` (0 where ignored)."""
+    n_rows, n_classes = logits.shape
+    n_blocks = min(n_rows, 64)
+    for block in prange(n_blocks):
+        staging = np.empty(min(n_classes, STAGING_SIZE), logits.dtype)
+        for i in range(block * n_rows // n_blocks, (block + 1) * n_rows // n_blocks):
+            label = target[i]
+            if label == ignore_index:
+                losses[i] = 0.0
+                continue
+            row = logits[i]
+            top = row_max(row)
+            log_total = math.log(row_exp_sum(row, top, staging))
+            gap = row_weighted_gap(row, weight, top) if smoothing > 0.0 else 0.0
+            losses[i] = _sparse_loss(
+                log_total, top, row[label], weight[label], weight_total, gap, smoothing, n_classes
+            )
+
+
+@row_kernel
+def xent_sparse_forward_backward(  # type: ignore[no-untyped-def]
+    logits, target, weight, weight_total, ignore_index, smoothing, scale, in_place, losses, grad
+):
+    """Loss per row as in the forward, and ``grad = scale * dl/dz`` (0 on ignored rows).
+
+    ``in_place`` says that ``grad`` is ``logits`` itself: each value is read before its
+    slot is overwritten.
+    """
+    n_rows, n_classes = logits.shape
+    spread = smoothing / n_classes
+    for i in prange(n_rows):
+        label = target[i]
+        out = grad[i]
+        if label == ignore_index:
+            losses[i] = 0.0
+            out[:] = 0.0
+            continue
+        row = logits[i]
+        top = row_max(row)
+        target_logit = row[label]
+        gap = row_weighted_gap(row, weight, top) if smoothing > 0.0 else 0.0
+        if in_place:
+            total = row_exp_in_place(out, top)
+        else:
+            total = row_exp_into(row, top, out)
+        log_total = math.log(total)
+        label_weight = weight[label]
+        losses[i] = _sparse_loss(
+            log_total, top, target_logit, label_weight, weight_total, gap, smoothing, n_classes
+        )
+        mass = (1.0 - smoothing) * label_weight + spread * weight_total
+        row_scale(out, out.dtype.type(scale * mass / total))
+        if smoothing > 0.0:
+            row_subtract_weight(out, weight, scale * spread)
+        out[label] -= scale * (1.0 - smoothing) * label_weight
+
+
+@row_kernel
+def xent_dense_forward(  # type: ignore[no-untyped-def]
+    logits, target, weight, smoothing, with_target_entropy, losses
+):
+    """``losses[i]`` = loss of row ``i`` against the distribution ``target[i]``.
+
+    With ``with_target_entropy`` the row's ``sum_c q_c log q_c`` is added, which turns the
+    cross-entropy into the KL divergence ``KL(q || softmax(z))``.
+    """
+    n_rows, n_classes = logits.shape
+    keep = 1.0 - smoothing
+    spread = smoothing / n_classes
+    n_blocks = min(n_rows, 64)
+    for block in prange(n_blocks):
+        staging = np.empty(min(n_classes, STAGING_SIZE), logits.dtype)
+        for i in range(block * n_rows // n_blocks, (block + 1) * n_rows // n_blocks):
+            row = logits[i]
+            probabilities = target[i]
+            top = row_max(row)
+            log_total = math.log(row_exp_sum(row, top, staging))
+            mass = row_target_mass(probabilities, weight, keep, spread)
+            gap = row_target_gap(row, probabilities, weight, keep, spread, top)
+            loss = mass * log_total + gap
+            if with_target_entropy:
+                loss -= row_neg_entropy(probabilities)
+            losses[i] = loss
+
+
+@row_kernel
+def xent_dense_forward_backward(  # type: ignore[no-untyped-def]
+    logits, target, weight, smoothing, scale, in_place, losses, grad
+):
+    """Loss per row as in the dense forward, and ``grad = scale * dl/dz``."""
+    n_rows, n_classes = logits.shape
+    keep = 1.0 - smoothing
+    spread = smoothing / n_classes
+    for i in prange(n_rows):
+        row = logits[i]
+        out = grad[i]
+        probabilities = target[i]
+        top = row_max(row)
+        mass = row_target_mass(probabilities, weight, keep, spread)
+        gap = row_target_gap(row, probabilities, weight, keep, spread, top)
+        if in_place:
+            total = row_exp_in_place(out, top)
+        else:
+            total = row_exp_into(row, top, out)
+        losses[i] = mass * math.log(total) + gap
+        row_scale(out, out.dtype.type(scale * mass / total))
+        row_subtract_target(out, probabilities, weight, keep, spread, scale)
+
+
+@row_helper
+def _sparse_loss(  # type: ignore[no-untyped-def]
+    log_total, top, target_logit, label_weight, weight_total, gap, smoothing, n_classes
+):
+    """One row's integer-target loss from its pieces (see the module docstring)."""
+    nll_weight = (1.0 - smoothing) * label_weight
+    # A zero weight removes the term even when the target logit is -inf (0 * inf = 0), but
+    # a nan row (nan log_total) still gives nan.
+    if nll_weight != 0.0:
+        loss = nll_weight * (log_total + (np.float64(top) - np.float64(target_logit)))
+    else:
+        loss = 0.0 * log_total
+    if smoothing > 0.0:
+        loss += smoothing / n_classes * (weight_total * log_total + gap)
+    return loss

@@ -1,0 +1,70 @@
+"""Bring arrays to the one layout the kernels compile for, and back.
+
+Kernels see 2-D C-contiguous rows ``(R, C)`` with the class axis last, in float32 or
+float64, and int64 targets. Normalising here keeps the number of compiled signatures small:
+int32 labels, sliced or read-only logits and Fortran order all reuse the same machine code.
+A copy is made only when the input is not already in that layout (class axis not last,
+non-contiguous, float16, or another dtype).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+
+def compute_dtype(dtype: np.dtype[Any]) -> np.dtype[Any]:
+    """float64 stays float64; float16 and float32 are computed in float32."""
+    return np.dtype(np.float64) if dtype == np.float64 else np.dtype(np.float32)
+
+
+def rows_view(x: NDArray[Any], axis: int, dtype: np.dtype[Any]) -> NDArray[Any]:
+    """``x`` as ``(R, C)`` C-contiguous rows of ``dtype``, the class ``axis`` last.
+
+    A view of ``x`` when its memory already has that layout, otherwise a copy. The result
+    is never written by the kernels; a read-only ``x`` is presented as writable so that it
+    shares the compiled code of writable arrays.
+    """
+    moved = np.moveaxis(x, axis, -1)
+    n_classes = moved.shape[-1]
+    rows = np.ascontiguousarray(moved.reshape(-1, n_classes), dtype=dtype)
+    if not rows.flags.writeable:
+        rows = _writable_alias(rows)
+    return rows
+
+
+def rows_target(target: NDArray[Any]) -> NDArray[np.int64]:
+    """Integer class indices flattened to one C-contiguous int64 row per sample."""
+    return np.ascontiguousarray(target.reshape(-1), dtype=np.int64)
+
+
+def from_rows(rows: NDArray[Any], shape: tuple[int, ...], axis: int) -> NDArray[Any]:
+    """Inverse of :func:`rows_view`: ``(R, C)`` rows back to ``shape`` with classes on ``axis``."""
+    moved_shape = shape[:axis] + shape[axis + 1 :] + (shape[axis],)
+    return np.moveaxis(rows.reshape(moved_shape), -1, axis)
+
+
+def same_memory(a: NDArray[Any], b: NDArray[Any]) -> bool:
+    """True when ``a`` and ``b`` are the same elements at the same addresses."""
+    return bool(
+        a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
+        and a.shape == b.shape
+        and a.strides == b.strides
+    )
+
+
+class _ArrayInterface:
+    """Exposes an array's memory with the read-only flag cleared (see ``rows_view``)."""
+
+    def __init__(self, array: NDArray[Any]) -> None:
+        interface = dict(array.__array_interface__)
+        interface["data"] = (interface["data"][0], False)
+        self.__array_interface__ = interface
+        self.base = array  # keeps the memory alive
+
+
+def _writable_alias(array: NDArray[Any]) -> NDArray[Any]:
+    alias: NDArray[Any] = np.asarray(_ArrayInterface(array))
+    return alias

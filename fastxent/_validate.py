@@ -1,0 +1,178 @@
+"""Input checks for the public functions, with messages that say what to do.
+
+Every check raises ``TypeError`` (wrong kind of thing) or ``ValueError`` (right kind, wrong
+value) before any kernel runs; Numba does no bounds checking, so every index is checked
+here. Nothing the caller passed is modified.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+REDUCTIONS = ("mean", "sum", "none")
+_FLOAT_DTYPES = (np.float16, np.float32, np.float64)
+
+
+def float_array(x: ArrayLike, name: str) -> NDArray[Any]:
+    """``x`` as a float16/32/64 array with at least one (class) axis."""
+    array = np.asarray(x)
+    if array.dtype not in _FLOAT_DTYPES:
+        raise TypeError(
+            f"{name} must be a float16, float32 or float64 array, got dtype {array.dtype}; "
+            f"convert it first, e.g. {name}.astype(np.float32)"
+        )
+    if array.ndim == 0:
+        raise ValueError(f"{name} must have at least one axis (the classes), got a 0-d array")
+    return array
+
+
+def class_axis(axis: Any, ndim: int, name: str = "axis") -> int:
+    """``axis`` as a non-negative axis index of an ``ndim``-dimensional array."""
+    if isinstance(axis, (bool, np.bool_)) or not isinstance(axis, numbers.Integral):
+        raise TypeError(f"{name} must be an int, got {type(axis).__name__}")
+    if not -ndim <= int(axis) < ndim:
+        raise ValueError(f"{name}={axis} is out of range for an array with {ndim} dimensions")
+    return int(axis) % ndim
+
+
+def classes(shape: tuple[int, ...], axis: int, name: str) -> int:
+    """Number of classes along ``axis``; there must be at least one."""
+    n_classes = shape[axis]
+    if n_classes == 0:
+        raise ValueError(f"{name} has 0 classes along axis {axis}: there must be at least one")
+    return n_classes
+
+
+def reduction_mode(reduction: Any) -> str:
+    if not isinstance(reduction, str) or reduction not in REDUCTIONS:
+        raise ValueError(f"reduction must be one of 'mean', 'sum', 'none', got {reduction!r}")
+    return reduction
+
+
+def log_base(base: Any) -> float:
+    """``ln(base)``: losses in base ``base`` are natural-log losses divided by it."""
+    if base is None:
+        return 1.0
+    if isinstance(base, (bool, np.bool_)) or not isinstance(base, numbers.Real):
+        raise TypeError(f"base must be a real number or None, got {type(base).__name__}")
+    value = float(base)
+    if not (value > 0.0 and math.isfinite(value)) or value == 1.0:
+        raise ValueError(
+            f"base must be positive, finite and not 1 (e.g. 2 for bits, 10), got {base!r}"
+        )
+    return math.log(value)
+
+
+def real_in_range(value: Any, name: str, low: float, high: float) -> float:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    number = float(value)
+    if not low <= number <= high:
+        raise ValueError(f"{name} must be in [{low}, {high}], got {value!r}")
+    return number
+
+
+def integer(value: Any, name: str) -> int:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    return int(value)
+
+
+def class_weight(weight: ArrayLike | None, n_classes: int) -> NDArray[np.float64]:
+    """Per-class weights as float64 ``(C,)``: finite and non-negative. ``None`` means ones."""
+    if weight is None:
+        return np.ones(n_classes)
+    array = np.asarray(weight)
+    if array.dtype.kind not in "iuf":
+        raise TypeError(f"weight must be a real (int or float) array, got dtype {array.dtype}")
+    if array.shape != (n_classes,):
+        raise ValueError(
+            f"weight must have one entry per class, shape ({n_classes},), got {array.shape}"
+        )
+    values = array.astype(np.float64)
+    _check_non_negative(values, "weight")
+    return values
+
+
+def _check_non_negative(values: NDArray[np.float64], name: str) -> None:
+    bad = ~(values >= 0) | ~np.isfinite(values)
+    if np.any(bad):
+        where = np.argwhere(bad)[0]
+        raise ValueError(
+            f"{name} must be finite and non-negative; {name}{list(where)} is {values[tuple(where)]}"
+        )
+
+
+def index_target(
+    target: NDArray[Any], batch_shape: tuple[int, ...], n_classes: int, ignore_index: int
+) -> None:
+    """Check integer class indices: their shape, and that each is in range or ignored."""
+    if target.dtype.kind not in "iu":
+        raise TypeError(
+            f"target must hold integer class indices, got dtype {target.dtype}; "
+            "convert with target.astype(np.int64)"
+        )
+    if target.shape != batch_shape:
+        raise ValueError(
+            f"target has shape {target.shape} but logits without the class axis have shape "
+            f"{batch_shape}: integer targets need one class index per sample"
+        )
+    bad = ((target < 0) | (target >= n_classes)) & (target != ignore_index)
+    if np.any(bad):
+        where = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise ValueError(
+            f"target{list(where)} = {target[where]} is not a class index in [0, {n_classes}) "
+            f"(nor ignore_index={ignore_index})"
+        )
+
+
+def target_kind(target: NDArray[Any]) -> str:
+    """``"index"`` for integer targets, ``"probability"`` for float ones."""
+    if target.dtype.kind in "iu":
+        return "index"
+    if target.dtype.kind == "f":
+        return "probability"
+    raise TypeError(
+        f"target must be integer class indices or float class probabilities, got dtype "
+        f"{target.dtype}"
+    )
+
+
+def same_shape(array: NDArray[Any], expected: tuple[int, ...], name: str, other: str) -> None:
+    if array.shape != expected:
+        raise ValueError(
+            f"{name} has shape {array.shape} but {other} has shape {expected}; they must match"
+        )
+
+
+def out_array(
+    out: Any, shape: tuple[int, ...], dtype: np.dtype[Any], logits: NDArray[Any], *others: Any
+) -> NDArray[Any]:
+    """``out`` must be a writable array of the gradient's shape and dtype.
+
+    It may be ``logits`` itself (overwritten in place), but must not overlap the target or
+    any other input, nor part of ``logits``.
+    """
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"out must be a NumPy array, got {type(out).__name__}")
+    if out.shape != shape or out.dtype != dtype:
+        raise ValueError(
+            f"out must have the gradient's shape {shape} and dtype {dtype}, got shape "
+            f"{out.shape} and dtype {out.dtype}"
+        )
+    if not out.flags.writeable:
+        raise ValueError("out is read-only; pass a writable array")
+    for other in others:
+        if isinstance(other, np.ndarray) and np.may_share_memory(out, other):
+            raise ValueError("out overlaps the target or weights: pass a separate array")
+    if np.may_share_memory(out, logits) and not (
+        out.__array_interface__["data"][0] == logits.__array_interface__["data"][0]
+        and out.strides == logits.strides
+    ):
+        raise ValueError("out overlaps part of logits: pass logits itself or a separate array")
+    return out
