@@ -178,21 +178,3 @@ def _exp_nonpositive_jit(x):  # type: ignore[no-untyped-def]
         return lambda x: _exp_nonpositive_f64(x)
     return None
 
-
-@intrinsic
-def use_512bit_vectors(typingctx):  # type: ignore[no-untyped-def]
-    """Let LLVM vectorise the calling function with 512-bit registers.
-
-    LLVM's tuning for many AVX-512 CPUs prefers 256-bit vectors; the polynomial ``exp`` runs
-    about 1.4x faster with 512-bit ones on this hardware. The hint is a function attribute of
-    the caller only, and has no effect on CPUs without AVX-512.
-    """
-
-    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
-        # llvmlite validates attribute names; string attributes go in through the set itself.
-        attributes = builder.function.attributes
-        set.add(attributes, '"prefer-vector-width"="512"')
-        set.add(attributes, '"min-legal-vector-width"="512"')
-        return context.get_dummy_value()
-
-    return types.none(), codegen

@@ -1,8 +1,8 @@
 """Loops over one row of classes: the building blocks every softmax kernel is made of.
 
-Each helper takes 1-D contiguous rows and compiles to a SIMD loop. They are separate
-functions (not inlined at the Numba level) so that LLVM vectorises each one under its own
-512-bit hint before it is inlined into a kernel. Sums are accumulated in float64: a float32
+Each helper takes 1-D contiguous rows and compiles to a SIMD loop (LLVM inlines them into
+the kernels). LLVM picks 256-bit vectors on this CPU family; 512-bit ones ran 1.4x faster
+on one thread but stopped two threads from scaling at all, so no wider hint is given. Sums are accumulated in float64: a float32
 running sum loses ~1e-5 relative over 262144 classes.
 """
 
@@ -13,7 +13,7 @@ import math
 import numpy as np
 
 from fastxent._config import row_helper
-from fastxent._simd import exp_nonpositive, fmax, use_512bit_vectors
+from fastxent._simd import exp_nonpositive, fmax
 
 # Chunk of a row whose exponentials are staged in a small buffer (16 KiB of float32 stays
 # in L1) before the float64 sum: the two simple loops vectorise better than one mixed one.
@@ -23,7 +23,6 @@ STAGING_SIZE = 4096
 @row_helper
 def row_max(row):  # type: ignore[no-untyped-def]
     """Largest element of ``row``, ignoring ``nan`` (a ``nan`` row gives ``nan`` later)."""
-    use_512bit_vectors()
     largest = row[0]
     for c in range(row.size):
         largest = fmax(largest, row[c])
@@ -33,7 +32,6 @@ def row_max(row):  # type: ignore[no-untyped-def]
 @row_helper
 def row_exp_into(row, shift, out):  # type: ignore[no-untyped-def]
     """Write ``exp(row - shift)`` into ``out`` and return its sum in float64."""
-    use_512bit_vectors()
     for c in range(row.size):
         out[c] = exp_nonpositive(row[c] - shift)
     total = 0.0
@@ -55,7 +53,6 @@ def row_exp_sum(row, shift, staging):  # type: ignore[no-untyped-def]
 @row_helper
 def row_exp_in_place(out, shift):  # type: ignore[no-untyped-def]
     """Replace ``out`` by ``exp(out - shift)`` and return its sum in float64."""
-    use_512bit_vectors()
     for c in range(out.size):
         out[c] = exp_nonpositive(out[c] - shift)
     total = 0.0
@@ -67,7 +64,6 @@ def row_exp_in_place(out, shift):  # type: ignore[no-untyped-def]
 @row_helper
 def row_shift_into(row, shift, out):  # type: ignore[no-untyped-def]
     """Write ``row - shift`` into ``out``."""
-    use_512bit_vectors()
     for c in range(row.size):
         out[c] = row[c] - shift
 
@@ -75,7 +71,6 @@ def row_shift_into(row, shift, out):  # type: ignore[no-untyped-def]
 @row_helper
 def row_scale(out, factor):  # type: ignore[no-untyped-def]
     """Multiply ``out`` by ``factor`` in place."""
-    use_512bit_vectors()
     for c in range(out.size):
         out[c] *= factor
 
@@ -87,7 +82,6 @@ def row_weighted_gap(row, weight, top):  # type: ignore[no-untyped-def]
     With ``top = max(row)`` every term is >= 0, so the sum has no cancellation. A zero
     weight on a ``-inf`` logit contributes 0 (not ``0 * inf = nan``).
     """
-    use_512bit_vectors()
     top64 = np.float64(top)
     total = 0.0
     for c in range(row.size):
@@ -99,7 +93,6 @@ def row_weighted_gap(row, weight, top):  # type: ignore[no-untyped-def]
 @row_helper
 def row_target_mass(target, weight, keep, spread):  # type: ignore[no-untyped-def]
     """``sum_c weight[c] * (keep * target[c] + spread)``: the total mass ``A`` of a row."""
-    use_512bit_vectors()
     total = 0.0
     for c in range(target.size):
         total += weight[c] * (keep * np.float64(target[c]) + spread)
@@ -112,7 +105,6 @@ def row_target_gap(row, target, weight, keep, spread, top):  # type: ignore[no-u
 
     Classes with ``a_c == 0`` contribute 0 even at a ``-inf`` logit (0 log 0 = 0).
     """
-    use_512bit_vectors()
     top64 = np.float64(top)
     total = 0.0
     for c in range(row.size):
@@ -125,7 +117,6 @@ def row_target_gap(row, target, weight, keep, spread, top):  # type: ignore[no-u
 @row_helper
 def row_subtract_target(out, target, weight, keep, spread, factor):  # type: ignore[no-untyped-def]
     """``out[c] -= factor * weight[c] * (keep * target[c] + spread)`` in place."""
-    use_512bit_vectors()
     for c in range(out.size):
         mass = weight[c] * (keep * np.float64(target[c]) + spread)
         out[c] -= factor * mass
@@ -134,7 +125,6 @@ def row_subtract_target(out, target, weight, keep, spread, factor):  # type: ign
 @row_helper
 def row_subtract_weight(out, weight, factor):  # type: ignore[no-untyped-def]
     """``out[c] -= factor * weight[c]`` in place."""
-    use_512bit_vectors()
     for c in range(out.size):
         out[c] -= factor * weight[c]
 
