@@ -5,15 +5,22 @@ gradient ``softmax - onehot``) into one sweep over each row. ``fastxent.referenc
 plain NumPy implementations of every function: the executable specification.
 """
 
+from fastxent._api.binary import binary_cross_entropy, binary_cross_entropy_with_grad
 from fastxent._api.cross_entropy import cross_entropy, cross_entropy_with_grad
+from fastxent._api.probabilities import cross_entropy_from_probs, entropy, kl_divergence
 from fastxent._api.softmax import log_softmax, logsumexp, softmax
 
 __version__ = "0.1.0"
 
 __all__ = [
     "__version__",
+    "binary_cross_entropy",
+    "binary_cross_entropy_with_grad",
     "cross_entropy",
+    "cross_entropy_from_probs",
     "cross_entropy_with_grad",
+    "entropy",
+    "kl_divergence",
     "log_softmax",
     "logsumexp",
     "softmax",

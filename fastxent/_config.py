@@ -12,7 +12,8 @@ because ``reassoc`` would undo the exact Cody-Waite range reduction inside ``exp
 
 from __future__ import annotations
 
-from typing import Any, Callable, TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import numba
 
@@ -24,27 +25,27 @@ PRIMITIVE_FASTMATH = frozenset({"contract"})
 
 def parallel_kernel(function: F) -> F:
     """Compile ``function`` as a multi-threaded kernel (``prange`` over rows), cached on disk."""
-    return numba.njit(  # type: ignore[no-any-return]
+    return numba.njit(  # type: ignore[return-value]
         parallel=True, fastmath=set(FASTMATH), cache=True, nogil=True, error_model="numpy"
     )(function)
 
 
 def serial_kernel(function: F) -> F:
     """Compile ``function`` as a single-threaded kernel for small inputs, cached on disk."""
-    return numba.njit(  # type: ignore[no-any-return]
+    return numba.njit(  # type: ignore[return-value]
         fastmath=set(FASTMATH), cache=True, nogil=True, error_model="numpy"
     )(function)
 
 
 def row_helper(function: F) -> F:
     """Compile a loop over one row that the kernels call (LLVM inlines it)."""
-    return numba.njit(  # type: ignore[no-any-return]
+    return numba.njit(  # type: ignore[return-value]
         fastmath=set(FASTMATH), cache=True, nogil=True, error_model="numpy"
     )(function)
 
 
 def primitive(function: F) -> F:
     """Compile a vector math primitive: exact IEEE order except fused multiply-add."""
-    return numba.njit(  # type: ignore[no-any-return]
+    return numba.njit(  # type: ignore[return-value]
         fastmath=set(PRIMITIVE_FASTMATH), cache=True, nogil=True, error_model="numpy"
     )(function)

@@ -27,7 +27,7 @@ from fastxent._config import PRIMITIVE_FASTMATH, primitive
 
 
 @intrinsic
-def _bits_to_float(typingctx, bits):  # type: ignore[no-untyped-def]
+def _bits_to_float(typingctx, bits):
     """Reinterpret int32 bits as float32, or int64 bits as float64 (a free bitcast)."""
     if bits == types.int32:
         result_type = types.float32
@@ -36,14 +36,14 @@ def _bits_to_float(typingctx, bits):  # type: ignore[no-untyped-def]
     else:
         return None
 
-    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+    def codegen(context, builder, signature, args):
         return builder.bitcast(args[0], context.get_value_type(result_type))
 
     return result_type(bits), codegen
 
 
 @intrinsic
-def _float_to_bits(typingctx, value):  # type: ignore[no-untyped-def]
+def _float_to_bits(typingctx, value):
     """Reinterpret float32 as int32 bits, or float64 as int64 bits (a free bitcast)."""
     if value == types.float32:
         result_type = types.int32
@@ -52,19 +52,19 @@ def _float_to_bits(typingctx, value):  # type: ignore[no-untyped-def]
     else:
         return None
 
-    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+    def codegen(context, builder, signature, args):
         return builder.bitcast(args[0], context.get_value_type(result_type))
 
     return result_type(value), codegen
 
 
 @intrinsic
-def _maxnum(typingctx, a, b):  # type: ignore[no-untyped-def]
+def _maxnum(typingctx, a, b):
     """``llvm.maxnum``: the larger of two floats, the other one if either is nan."""
     if not (isinstance(a, types.Float) and a == b):
         return None
 
-    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+    def codegen(context, builder, signature, args):
         value_type = context.get_value_type(a)
         function_type = ir.FunctionType(value_type, [value_type, value_type])
         name = "llvm.maxnum.f32" if a == types.float32 else "llvm.maxnum.f64"
@@ -84,7 +84,7 @@ def fmax(a: float, b: float) -> float:
 
 
 @overload(fmax, jit_options={"fastmath": set(PRIMITIVE_FASTMATH)})
-def _fmax_jit(a, b):  # type: ignore[no-untyped-def]
+def _fmax_jit(a, b):
     if isinstance(a, types.Float) and a == b:
         return lambda a, b: _maxnum(a, b)
     return None
@@ -98,7 +98,7 @@ _LOG2E = 1.4426950408889634
 
 
 @primitive
-def _exp_nonpositive_f32(x):  # type: ignore[no-untyped-def]
+def _exp_nonpositive_f32(x):
     # Below -104, exp(x) < 2**-150 rounds to 0 in float32; -inf lands here too. nan passes.
     lowest = np.float32(-104.0)
     t = lowest if x < lowest else x
@@ -130,7 +130,7 @@ def _exp_nonpositive_f32(x):  # type: ignore[no-untyped-def]
 
 
 @primitive
-def _exp_nonpositive_f64(x):  # type: ignore[no-untyped-def]
+def _exp_nonpositive_f64(x):
     # Below -746, exp(x) < 2**-1076 rounds to 0 in float64; -inf lands here too. nan passes.
     lowest = -746.0
     t = lowest if x < lowest else x
@@ -171,10 +171,9 @@ def exp_nonpositive(x: float) -> float:
 
 
 @overload(exp_nonpositive, jit_options={"fastmath": set(PRIMITIVE_FASTMATH)})
-def _exp_nonpositive_jit(x):  # type: ignore[no-untyped-def]
+def _exp_nonpositive_jit(x):
     if x == types.float32:
         return lambda x: _exp_nonpositive_f32(x)
     if x == types.float64:
         return lambda x: _exp_nonpositive_f64(x)
     return None
-

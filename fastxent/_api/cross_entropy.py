@@ -139,9 +139,7 @@ def cross_entropy(
     >>> round(float(fastxent.cross_entropy(logits, np.array([2]))), 4)
     0.1749
     """
-    problem = _prepare(
-        logits, target, axis, weight, ignore_index, reduction, label_smoothing, base
-    )
+    problem = _prepare(logits, target, axis, weight, ignore_index, reduction, label_smoothing, base)
     rows = problem.rows
     losses = np.empty(rows.shape[0], dtype=np.float64)
     if problem.labels is not None:
@@ -205,9 +203,7 @@ def cross_entropy_with_grad(
     >>> grad.round(2)
     array([[ 0.02,  0.14, -0.16]])
     """
-    problem = _prepare(
-        logits, target, axis, weight, ignore_index, reduction, label_smoothing, base
-    )
+    problem = _prepare(logits, target, axis, weight, ignore_index, reduction, label_smoothing, base)
     rows = problem.rows
     if out is not None:
         others = (target, weight)

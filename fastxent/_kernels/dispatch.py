@@ -7,7 +7,8 @@ calling thread. Both versions compile lazily, on first use, and are cached on di
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numba
 

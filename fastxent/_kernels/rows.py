@@ -2,8 +2,9 @@
 
 Each helper takes 1-D contiguous rows and compiles to a SIMD loop (LLVM inlines them into
 the kernels). LLVM picks 256-bit vectors on this CPU family; 512-bit ones ran 1.4x faster
-on one thread but stopped two threads from scaling at all, so no wider hint is given. Sums are accumulated in float64: a float32
-running sum loses ~1e-5 relative over 262144 classes.
+on one thread but stopped two threads from scaling at all, so no wider hint is given.
+Sums are accumulated in float64: a float32 running sum loses ~1e-5 relative over 262144
+classes.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ STAGING_SIZE = 4096
 
 
 @row_helper
-def row_max(row):  # type: ignore[no-untyped-def]
+def row_max(row):
     """Largest element of ``row``, ignoring ``nan`` (a ``nan`` row gives ``nan`` later)."""
     largest = row[0]
     for c in range(row.size):
@@ -30,7 +31,7 @@ def row_max(row):  # type: ignore[no-untyped-def]
 
 
 @row_helper
-def row_exp_into(row, shift, out):  # type: ignore[no-untyped-def]
+def row_exp_into(row, shift, out):
     """Write ``exp(row - shift)`` into ``out`` and return its sum in float64."""
     for c in range(row.size):
         out[c] = exp_nonpositive(row[c] - shift)
@@ -41,7 +42,7 @@ def row_exp_into(row, shift, out):  # type: ignore[no-untyped-def]
 
 
 @row_helper
-def row_exp_sum(row, shift, staging):  # type: ignore[no-untyped-def]
+def row_exp_sum(row, shift, staging):
     """Sum of ``exp(row - shift)`` in float64, using ``staging`` as scratch space."""
     total = 0.0
     for start in range(0, row.size, staging.size):
@@ -51,7 +52,7 @@ def row_exp_sum(row, shift, staging):  # type: ignore[no-untyped-def]
 
 
 @row_helper
-def row_exp_in_place(out, shift):  # type: ignore[no-untyped-def]
+def row_exp_in_place(out, shift):
     """Replace ``out`` by ``exp(out - shift)`` and return its sum in float64."""
     for c in range(out.size):
         out[c] = exp_nonpositive(out[c] - shift)
@@ -62,21 +63,21 @@ def row_exp_in_place(out, shift):  # type: ignore[no-untyped-def]
 
 
 @row_helper
-def row_shift_into(row, shift, out):  # type: ignore[no-untyped-def]
+def row_shift_into(row, shift, out):
     """Write ``row - shift`` into ``out``."""
     for c in range(row.size):
         out[c] = row[c] - shift
 
 
 @row_helper
-def row_scale(out, factor):  # type: ignore[no-untyped-def]
+def row_scale(out, factor):
     """Multiply ``out`` by ``factor`` in place."""
     for c in range(out.size):
         out[c] *= factor
 
 
 @row_helper
-def row_weighted_gap(row, weight, top):  # type: ignore[no-untyped-def]
+def row_weighted_gap(row, weight, top):
     """``sum_c weight[c] * (top - row[c])`` in float64; a zero weight contributes 0.
 
     With ``top = max(row)`` every term is >= 0, so the sum has no cancellation. A zero
@@ -91,7 +92,7 @@ def row_weighted_gap(row, weight, top):  # type: ignore[no-untyped-def]
 
 
 @row_helper
-def row_target_mass(target, weight, keep, spread):  # type: ignore[no-untyped-def]
+def row_target_mass(target, weight, keep, spread):
     """``sum_c weight[c] * (keep * target[c] + spread)``: the total mass ``A`` of a row."""
     total = 0.0
     for c in range(target.size):
@@ -100,7 +101,7 @@ def row_target_mass(target, weight, keep, spread):  # type: ignore[no-untyped-de
 
 
 @row_helper
-def row_target_gap(row, target, weight, keep, spread, top):  # type: ignore[no-untyped-def]
+def row_target_gap(row, target, weight, keep, spread, top):
     """``sum_c a_c * (top - row[c])`` with ``a_c = weight[c] * (keep * target[c] + spread)``.
 
     Classes with ``a_c == 0`` contribute 0 even at a ``-inf`` logit (0 log 0 = 0).
@@ -115,7 +116,7 @@ def row_target_gap(row, target, weight, keep, spread, top):  # type: ignore[no-u
 
 
 @row_helper
-def row_subtract_target(out, target, weight, keep, spread, factor):  # type: ignore[no-untyped-def]
+def row_subtract_target(out, target, weight, keep, spread, factor):
     """``out[c] -= factor * weight[c] * (keep * target[c] + spread)`` in place."""
     for c in range(out.size):
         mass = weight[c] * (keep * np.float64(target[c]) + spread)
@@ -123,14 +124,14 @@ def row_subtract_target(out, target, weight, keep, spread, factor):  # type: ign
 
 
 @row_helper
-def row_subtract_weight(out, weight, factor):  # type: ignore[no-untyped-def]
+def row_subtract_weight(out, weight, factor):
     """``out[c] -= factor * weight[c]`` in place."""
     for c in range(out.size):
         out[c] -= factor * weight[c]
 
 
 @row_helper
-def row_neg_entropy(probabilities):  # type: ignore[no-untyped-def]
+def row_neg_entropy(probabilities):
     """``sum_c q_c log q_c`` in float64, with ``0 log 0 = 0`` (a ``nan`` stays ``nan``)."""
     total = 0.0
     for c in range(probabilities.size):

@@ -24,7 +24,7 @@ from fastxent._kernels.rows import (
 
 
 @row_kernel
-def softmax_rows(logits, out):  # type: ignore[no-untyped-def]
+def softmax_rows(logits, out):
     """``out[i] = softmax(logits[i])`` for every row ``i``."""
     for i in prange(logits.shape[0]):
         top = row_max(logits[i])
@@ -33,7 +33,7 @@ def softmax_rows(logits, out):  # type: ignore[no-untyped-def]
 
 
 @row_kernel
-def log_softmax_rows(logits, out):  # type: ignore[no-untyped-def]
+def log_softmax_rows(logits, out):
     """``out[i] = log_softmax(logits[i])``; ``out`` doubles as the exp scratch space."""
     for i in prange(logits.shape[0]):
         row = logits[i]
@@ -43,7 +43,7 @@ def log_softmax_rows(logits, out):  # type: ignore[no-untyped-def]
 
 
 @row_kernel
-def logsumexp_rows(logits, out):  # type: ignore[no-untyped-def]
+def logsumexp_rows(logits, out):
     """``out[i] = log(sum(exp(logits[i])))`` in float64."""
     n_rows, n_classes = logits.shape
     n_blocks = min(n_rows, 64)

@@ -41,9 +41,7 @@ from fastxent._kernels.rows import (
 
 
 @row_kernel
-def xent_sparse_forward(  # type: ignore[no-untyped-def]
-    logits, target, weight, weight_total, ignore_index, smoothing, losses
-):
+def xent_sparse_forward(logits, target, weight, weight_total, ignore_index, smoothing, losses):
     """``losses[i]`` = loss of row ``i`` against class ``target[i]`` (0 where ignored)."""
     n_rows, n_classes = logits.shape
     n_blocks = min(n_rows, 64)
@@ -64,7 +62,7 @@ def xent_sparse_forward(  # type: ignore[no-untyped-def]
 
 
 @row_kernel
-def xent_sparse_forward_backward(  # type: ignore[no-untyped-def]
+def xent_sparse_forward_backward(
     logits, target, weight, weight_total, ignore_index, smoothing, scale, in_place, losses, grad
 ):
     """Loss per row as in the forward, and ``grad = scale * dl/dz`` (0 on ignored rows).
@@ -102,9 +100,7 @@ def xent_sparse_forward_backward(  # type: ignore[no-untyped-def]
 
 
 @row_kernel
-def xent_dense_forward(  # type: ignore[no-untyped-def]
-    logits, target, weight, smoothing, with_target_entropy, losses
-):
+def xent_dense_forward(logits, target, weight, smoothing, with_target_entropy, losses):
     """``losses[i]`` = loss of row ``i`` against the distribution ``target[i]``.
 
     With ``with_target_entropy`` the row's ``sum_c q_c log q_c`` is added, which turns the
@@ -125,14 +121,12 @@ def xent_dense_forward(  # type: ignore[no-untyped-def]
             gap = row_target_gap(row, probabilities, weight, keep, spread, top)
             loss = mass * log_total + gap
             if with_target_entropy:
-                loss -= row_neg_entropy(probabilities)
+                loss += row_neg_entropy(probabilities)
             losses[i] = loss
 
 
 @row_kernel
-def xent_dense_forward_backward(  # type: ignore[no-untyped-def]
-    logits, target, weight, smoothing, scale, in_place, losses, grad
-):
+def xent_dense_forward_backward(logits, target, weight, smoothing, scale, in_place, losses, grad):
     """Loss per row as in the dense forward, and ``grad = scale * dl/dz``."""
     n_rows, n_classes = logits.shape
     keep = 1.0 - smoothing
@@ -154,7 +148,7 @@ def xent_dense_forward_backward(  # type: ignore[no-untyped-def]
 
 
 @row_helper
-def _sparse_loss(  # type: ignore[no-untyped-def]
+def _sparse_loss(
     log_total, top, target_logit, label_weight, weight_total, gap, smoothing, n_classes
 ):
     """One row's integer-target loss from its pieces (see the module docstring)."""
