@@ -1,0 +1,302 @@
+"""Side-by-side timing of fastxent against its peers (the ``fastxent bench`` command).
+
+Peers are the NumPy reference (``fastxent.reference``), PyTorch and JAX when installed.
+Every peer runs the same call on the same data, interleaved repetition by repetition so
+that machine noise hits them alike; the report gives medians and ratios, never one time.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import statistics
+import sys
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+import fastxent
+from fastxent import reference
+
+# The shapes of the performance targets (N x C): a large vocabulary, an LLM-sized one,
+# ImageNet-sized, many tiny rows, a small batch, and a single sample.
+DEFAULT_SHAPES = ((1024, 128256), (4096, 32000), (8192, 1000), (65536, 10), (64, 1000), (1, 10))
+QUICK_SHAPES = ((4096, 32000), (8192, 1000), (64, 1000))
+OPERATIONS = ("forward", "forward+grad")
+
+
+@dataclass
+class Measurement:
+    """Median time of one peer on one case, with its throughput and ratio to fastxent."""
+
+    shape: tuple[int, int]
+    dtype: str
+    operation: str
+    peer: str
+    median_s: float
+    times_s: list[float] = field(repr=False)
+    gb_per_s: float = 0.0
+    speedup: float = 1.0  # peer time / fastxent time: > 1 means fastxent is faster
+    loss: float = float("nan")  # the peer's mean loss on this case
+
+
+def available_peers() -> dict[str, bool]:
+    """Which peers can run here (missing ones are reported as absent, not faked)."""
+    return {
+        "fastxent": True,
+        "reference": True,
+        "torch": importlib.util.find_spec("torch") is not None,
+        "jax": importlib.util.find_spec("jax") is not None,
+    }
+
+
+def _fastxent_calls(x: np.ndarray, y: np.ndarray) -> dict[str, Callable[[], Any]]:
+    return {
+        "forward": lambda: fastxent.cross_entropy(x, y),
+        "forward+grad": lambda: fastxent.cross_entropy_with_grad(x, y),
+    }
+
+
+def _reference_calls(x: np.ndarray, y: np.ndarray) -> dict[str, Callable[[], Any]]:
+    return {
+        "forward": lambda: reference.cross_entropy(x, y),
+        "forward+grad": lambda: reference.cross_entropy_with_grad(x, y),
+    }
+
+
+def _torch_calls(x: np.ndarray, y: np.ndarray, threads: int) -> dict[str, Callable[[], Any]]:
+    import torch
+    import torch.nn.functional as F  # noqa: N812
+
+    torch.set_num_threads(threads)
+    logits = torch.from_numpy(x)
+    labels = torch.from_numpy(y)
+    leaf = logits.clone().requires_grad_(True)
+
+    def forward_backward() -> Any:
+        leaf.grad = None
+        loss = F.cross_entropy(leaf, labels)
+        loss.backward()
+        return loss.item(), leaf.grad
+
+    return {
+        "forward": lambda: F.cross_entropy(logits, labels).item(),
+        "forward+grad": forward_backward,
+    }
+
+
+def _jax_calls(x: np.ndarray, y: np.ndarray) -> dict[str, Callable[[], Any]]:
+    import jax
+    import jax.numpy as jnp
+
+    jax.config.update("jax_enable_x64", x.dtype == np.float64)
+
+    def loss(logits: Any, labels: Any) -> Any:
+        log_p = jax.nn.log_softmax(logits, axis=-1)
+        return -jnp.mean(jnp.take_along_axis(log_p, labels[:, None], axis=-1))
+
+    forward = jax.jit(loss)
+    forward_backward = jax.jit(jax.value_and_grad(loss))
+    logits, labels = jax.device_put(x), jax.device_put(y)
+    return {
+        "forward": lambda: forward(logits, labels).block_until_ready(),
+        "forward+grad": lambda: jax.block_until_ready(forward_backward(logits, labels)),
+    }
+
+
+def _peer_calls(
+    peer: str, x: np.ndarray, y: np.ndarray, threads: int
+) -> dict[str, Callable[[], Any]]:
+    if peer == "fastxent":
+        return _fastxent_calls(x, y)
+    if peer == "reference":
+        return _reference_calls(x, y)
+    if peer == "torch":
+        return _torch_calls(x, y, threads)
+    return _jax_calls(x, y)
+
+
+def _repeats_for(n_elements: int, quick: bool) -> int:
+    """More repetitions for small cases, where one call is short and noise is relative."""
+    if n_elements >= 1 << 26:
+        return 3 if quick else 5
+    if n_elements >= 1 << 20:
+        return 5 if quick else 9
+    return 21 if quick else 51
+
+
+def _inner_loops_for(n_elements: int) -> int:
+    """Calls per timed sample, so that one sample lasts well above the clock's resolution."""
+    return max(1, min(1000, (1 << 18) // max(n_elements, 1)))
+
+
+def run(
+    shapes: Iterable[tuple[int, int]] = QUICK_SHAPES,
+    dtype: str = "float32",
+    peers: Iterable[str] | None = None,
+    operations: Iterable[str] = OPERATIONS,
+    threads: int | None = None,
+    quick: bool = True,
+    progress: Callable[[str], None] | None = None,
+    seed: int = 0,
+) -> list[Measurement]:
+    """Time every peer on every ``(N, C)`` case and return the measurements.
+
+    Parameters
+    ----------
+    shapes : iterable of (int, int)
+        Batch sizes and class counts.
+    dtype : {"float32", "float64"}
+        Logits dtype.
+    peers : iterable of str, optional
+        Subset of ``available_peers()``; default: every installed peer.
+    operations : iterable of str
+        ``"forward"`` and/or ``"forward+grad"``.
+    threads : int, optional
+        Threads for fastxent (``numba.set_num_threads``) and PyTorch; default: all.
+    quick : bool
+        Fewer repetitions, and the slow NumPy reference only on cases up to 2**26 elements.
+    progress : callable, optional
+        Called with a short status line before each case.
+    seed : int
+        Seed of the random logits and labels.
+
+    Returns
+    -------
+    list of Measurement
+        One per (shape, operation, peer), with medians and ratios against fastxent.
+    """
+    import numba
+
+    installed = available_peers()
+    chosen = [p for p in (peers or installed) if installed.get(p)]
+    if "fastxent" not in chosen:
+        chosen.insert(0, "fastxent")
+    n_threads = threads or numba.config.NUMBA_NUM_THREADS
+    numba.set_num_threads(n_threads)
+    rng = np.random.default_rng(seed)
+    results: list[Measurement] = []
+    for n_rows, n_classes in shapes:
+        x = (rng.standard_normal((n_rows, n_classes), dtype=np.float64) * 2.0).astype(dtype)
+        y = rng.integers(0, n_classes, size=n_rows)
+        case_peers = [p for p in chosen if not (p == "reference" and quick and x.size > (1 << 26))]
+        calls = {p: _peer_calls(p, x, y, n_threads) for p in case_peers}
+        repeats, inner = _repeats_for(x.size, quick), _inner_loops_for(x.size)
+        for operation in operations:
+            if progress:
+                progress(f"{n_rows} x {n_classes} {dtype} {operation}")
+            losses = {}
+            for peer in case_peers:
+                value = calls[peer][operation]()  # warm-up: compilation, caches, allocator
+                losses[peer] = float(value[0] if isinstance(value, tuple) else value)
+            samples: dict[str, list[float]] = {p: [] for p in case_peers}
+            for _ in range(repeats):
+                for peer in case_peers:
+                    call = calls[peer][operation]
+                    start = time.perf_counter()
+                    for _ in range(inner):
+                        call()
+                    samples[peer].append((time.perf_counter() - start) / inner)
+            own = statistics.median(samples["fastxent"])
+            for peer in case_peers:
+                median = statistics.median(samples[peer])
+                results.append(
+                    Measurement(
+                        (n_rows, n_classes),
+                        dtype,
+                        operation,
+                        peer,
+                        median,
+                        samples[peer],
+                        x.nbytes / median / 1e9,
+                        median / own,
+                        losses[peer],
+                    )  # fmt: skip
+                )
+    return results
+
+
+def format_table(results: list[Measurement], absent: Iterable[str] = ()) -> str:
+    """A plain-text table of medians, throughput and ratios (peer time / fastxent time)."""
+    lines = [
+        f"{'shape':>14} {'dtype':>7} {'operation':>12} {'peer':>10} "
+        f"{'median ms':>10} {'GB/s':>7} {'fastxent speed-up':>18}"
+    ]
+    for m in results:
+        shape = f"{m.shape[0]} x {m.shape[1]}"
+        ratio = "-" if m.peer == "fastxent" else f"{m.speedup:.2f}x"
+        lines.append(
+            f"{shape:>14} {m.dtype:>7} {m.operation:>12} {m.peer:>10} "
+            f"{m.median_s * 1e3:>10.3f} {m.gb_per_s:>7.2f} {ratio:>18}"
+        )
+    missing = list(absent)
+    if missing:
+        lines.append(f"absent peers (not installed): {', '.join(missing)}")
+    return "\n".join(lines)
+
+
+def format_agreement(results: list[Measurement]) -> str:
+    """How far each peer's loss is from fastxent's, relative, per case and operation."""
+    lines = []
+    for m in results:
+        if m.peer == "fastxent":
+            own = m.loss
+            continue
+        relative = abs(m.loss - own) / abs(own) if own else abs(m.loss)
+        lines.append(
+            f"{m.shape[0]} x {m.shape[1]} {m.operation}: {m.peer} loss {m.loss:.7g} vs fastxent "
+            f"{own:.7g} (relative difference {relative:.1e})"
+        )
+    return "\n".join(lines)
+
+
+def to_json(results: list[Measurement]) -> list[dict[str, Any]]:
+    """Measurements as plain dictionaries, for ``--json``."""
+    return [asdict(m) for m in results]
+
+
+def plot(results: list[Measurement], path: str) -> None:
+    """Bar chart of fastxent's speed-up over each peer, per case (needs matplotlib)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cases = sorted({(m.shape, m.operation) for m in results}, key=lambda c: (c[1], c[0]))
+    peers = sorted({m.peer for m in results if m.peer != "fastxent"})
+    figure, axes = plt.subplots(figsize=(max(6, 1.4 * len(cases)), 4))
+    width = 0.8 / max(len(peers), 1)
+    for k, peer in enumerate(peers):
+        values = [
+            next((m.speedup for m in results if (m.shape, m.operation) == c and m.peer == peer), 0)
+            for c in cases
+        ]
+        positions = [i + k * width for i in range(len(cases))]
+        axes.bar(positions, values, width, label=peer)
+    axes.axhline(1.0, color="black", linewidth=0.8)
+    axes.set_xticks([i + 0.4 - width / 2 for i in range(len(cases))])
+    axes.set_xticklabels([f"{s[0]}x{s[1]}\n{op}" for s, op in cases], fontsize=8)
+    axes.set_yscale("log")
+    axes.set_ylabel("fastxent speed-up (peer time / fastxent time)")
+    axes.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def progress_printer(total: int) -> Callable[[str], None]:
+    """A minimal progress bar on stderr: ``[3/12] 4096 x 32000 float32 forward``."""
+    count = 0
+
+    def report(message: str) -> None:
+        nonlocal count
+        count += 1
+        bar = "#" * (20 * count // total)
+        sys.stderr.write(f"\r[{bar:<20}] {count}/{total} {message:<45}")
+        if count == total:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+
+    return report

@@ -1,0 +1,125 @@
+"""The ``fastxent`` command: ``fastxent bench`` (peer comparison) and ``fastxent info``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+
+def _shape(text: str) -> tuple[int, int]:
+    try:
+        rows, classes = (int(part) for part in text.lower().replace("x", ",").split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected N,C (e.g. 4096,32000), got {text!r}") from None
+    if rows < 1 or classes < 1:
+        raise argparse.ArgumentTypeError(f"N and C must be positive, got {text!r}")
+    return rows, classes
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fastxent", description="Fast softmax cross-entropy kernels: benchmarks and info."
+    )
+    commands = parser.add_subparsers(dest="command")
+    bench = commands.add_parser("bench", help="time fastxent against NumPy, PyTorch and JAX")
+    bench.add_argument("--quick", action="store_true", help="three shapes, few repeats (<1 min)")
+    bench.add_argument(
+        "--shape", type=_shape, action="append", help="N,C to run (repeatable); default: all"
+    )
+    bench.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    bench.add_argument("--threads", type=int, default=None, help="threads (default: all)")
+    bench.add_argument(
+        "--peers", default=None, help="comma-separated subset of fastxent,reference,torch,jax"
+    )
+    bench.add_argument("--operation", choices=("forward", "forward+grad", "both"), default="both")
+    bench.add_argument("--json", metavar="PATH", help="write the measurements as JSON")
+    bench.add_argument("--plot", metavar="PATH", help="write a PNG chart (needs matplotlib)")
+    commands.add_parser("info", help="threading layer, threads, cache directory, SIMD width")
+    return parser
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from fastxent import bench
+
+    if args.shape:
+        shapes = args.shape
+    else:
+        shapes = list(bench.QUICK_SHAPES if args.quick else bench.DEFAULT_SHAPES)
+    operations = bench.OPERATIONS if args.operation == "both" else (args.operation,)
+    installed = bench.available_peers()
+    peers = args.peers.split(",") if args.peers else None
+    unknown = [p for p in (peers or []) if p not in installed]
+    if unknown:
+        print(f"unknown peer(s): {', '.join(unknown)}; choose from {', '.join(installed)}")
+        return 2
+    absent = [p for p, ok in installed.items() if not ok and (peers is None or p in peers)]
+    print(_header())
+    results = bench.run(
+        shapes, args.dtype, peers, operations, args.threads, args.quick,
+        bench.progress_printer(len(shapes) * len(operations)),
+    )  # fmt: skip
+    print(bench.format_table(results, absent))
+    print(bench.format_agreement(results))
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump({"system": _system(), "results": bench.to_json(results)}, handle, indent=1)
+    if args.plot:
+        bench.plot(results, args.plot)
+    return 0
+
+
+def _system() -> dict[str, str]:
+    import platform
+
+    import numba
+    import numpy
+
+    import fastxent
+
+    return {
+        "fastxent": fastxent.__version__,
+        "numba": numba.__version__,
+        "numpy": numpy.__version__,
+        "python": platform.python_version(),
+        "cpu": _cpu_name(),
+        "threads": str(numba.get_num_threads()),
+    }
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or platform.machine()
+
+
+def _header() -> str:
+    return " ".join(f"{key}={value}" for key, value in _system().items())
+
+
+def _info() -> int:
+    for key, value in _system().items():
+        print(f"{key:>16}: {value}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``fastxent`` command; ``fastxent`` alone runs ``bench --quick``."""
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if not arguments:
+        arguments = ["bench", "--quick"]
+    args = _parser().parse_args(arguments)
+    if args.command == "bench":
+        return _bench(args)
+    if args.command == "info":
+        return _info()
+    _parser().print_help()
+    return 2
