@@ -108,10 +108,8 @@ def _check_non_negative(values: NDArray[np.float64], name: str) -> None:
         )
 
 
-def index_target(
-    target: NDArray[Any], batch_shape: tuple[int, ...], n_classes: int, ignore_index: int
-) -> None:
-    """Check integer class indices: their shape, and that each is in range or ignored."""
+def index_shape(target: NDArray[Any], batch_shape: tuple[int, ...]) -> None:
+    """Integer class indices need one index per sample: the logits' shape without the axis."""
     if target.dtype.kind not in "iu":
         raise TypeError(
             f"target must hold integer class indices, got dtype {target.dtype}; "
@@ -122,6 +120,13 @@ def index_target(
             f"target has shape {target.shape} but logits without the class axis have shape "
             f"{batch_shape}: integer targets need one class index per sample"
         )
+
+
+def index_target(
+    target: NDArray[Any], batch_shape: tuple[int, ...], n_classes: int, ignore_index: int
+) -> None:
+    """Check integer class indices: their shape, and that each is in range or ignored."""
+    index_shape(target, batch_shape)
     bad = ((target < 0) | (target >= n_classes)) & (target != ignore_index)
     if np.any(bad):
         where = tuple(int(i) for i in np.argwhere(bad)[0])

@@ -67,7 +67,7 @@ def check(logits, target, dtype, rtol, atol, **kwargs):
     # The loss of the forward-only and the fused kernels agree to rounding.
     np.testing.assert_allclose(loss2, loss, rtol=rtol, atol=atol)
 
-    for before, after in zip(saved, (logits, target, weight)):
+    for before, after in zip(saved, (logits, target, weight), strict=True):
         if isinstance(before, np.ndarray):
             np.testing.assert_array_equal(after, before)
             assert after.dtype == before.dtype
@@ -105,7 +105,9 @@ def test_float16_computed_in_float32(dtype, rtol, atol, kind, rng):
 
 
 @pytest.mark.parametrize(("dtype", "rtol", "atol"), NATIVE_TOLERANCES)
-@pytest.mark.parametrize("label_dtype", [np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint64])
+@pytest.mark.parametrize(
+    "label_dtype", [np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint64]
+)
 def test_integer_target_dtypes(dtype, rtol, atol, label_dtype, rng):
     logits = make_logits(rng, (11, 7), dtype)
     labels = make_labels(rng, (11,), 7, label_dtype)

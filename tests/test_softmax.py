@@ -177,7 +177,9 @@ def test_result_dtype_and_type(function, ref, dtype):
 
 @pytest.mark.parametrize(("function", "ref"), FUNCTIONS)
 def test_accepts_lists(function, ref):
-    assert_result(function([[1.0, 2.0, 3.0]]), ref(np.array([[1.0, 2.0, 3.0]])), np.float64, 1e-12, 0)
+    assert_result(
+        function([[1.0, 2.0, 3.0]]), ref(np.array([[1.0, 2.0, 3.0]])), np.float64, 1e-12, 0
+    )
 
 
 @pytest.mark.parametrize(("function", "ref"), FUNCTIONS)

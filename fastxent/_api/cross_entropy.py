@@ -29,7 +29,6 @@ class _Problem:
     smoothing: float
     reduction: str
     log_base: float
-    denominator: float  # of "mean"
 
     @property
     def dtype(self) -> np.dtype[Any]:
@@ -60,19 +59,23 @@ def _prepare(
     dtype = compute_dtype(array.dtype)
     labels = probabilities = None
     if kind == "index":
-        _validate.index_target(target_array, batch_shape, n_classes, ignore)
+        _validate.index_shape(target_array, batch_shape)
         labels = rows_target(target_array)
-        counted = labels[labels != ignore]
-        denominator = float(np.sum(weights[counted]))
     else:
         _validate.same_shape(target_array, array.shape, "target", "logits")
         probabilities = rows_view(target_array, class_axis, dtype)
-        denominator = float(probabilities.shape[0])
     rows = rows_view(array, class_axis, dtype)
     return _Problem(
         array, rows, class_axis, batch_shape, labels, probabilities, weights, ignore,
-        smoothing, mode, log_base, denominator,
+        smoothing, mode, log_base,
     )  # fmt: skip
+
+
+def _raise_for_labels(problem: _Problem, target: ArrayLike) -> None:
+    """The kernel counted labels out of range: raise the error that names the first one."""
+    n_classes = problem.rows.shape[1]
+    _validate.index_target(np.asarray(target), problem.batch_shape, n_classes, problem.ignore_index)
+    raise AssertionError("unreachable: index_target raises for the labels the kernel counted")
 
 
 def cross_entropy(
@@ -143,18 +146,21 @@ def cross_entropy(
     rows = problem.rows
     losses = np.empty(rows.shape[0], dtype=np.float64)
     if problem.labels is not None:
-        kernels.xent_sparse_forward(
-            rows.size, rows, problem.labels, problem.weight, float(np.sum(problem.weight)),
-            problem.ignore_index, problem.smoothing, losses,
+        n_invalid, denominator = kernels.xent_sparse_forward(
+            rows.size, rows, problem.labels, problem.weight, problem.ignore_index,
+            problem.smoothing, losses,
         )  # fmt: skip
+        if n_invalid:
+            _raise_for_labels(problem, target)
     else:
+        denominator = rows.shape[0]
         kernels.xent_dense_forward(
             rows.size, rows, problem.probabilities, problem.weight, problem.smoothing, False,
             losses,
         )  # fmt: skip
     return reduce_losses(
-        losses, problem.reduction, problem.denominator, problem.log_base,
-        problem.batch_shape, problem.dtype,
+        losses, problem.reduction, denominator, problem.log_base, problem.batch_shape,
+        problem.dtype,
     )  # fmt: skip
 
 
@@ -209,21 +215,25 @@ def cross_entropy_with_grad(
         others = (target, weight)
         _validate.out_array(out, problem.logits.shape, problem.dtype, problem.logits, *others)
     grad_rows, in_place = _gradient_rows(out, rows, problem.class_axis)
-    scale = gradient_scale(problem.reduction, problem.denominator, problem.log_base)
     losses = np.empty(rows.shape[0], dtype=np.float64)
+    mean = problem.reduction == "mean"
     if problem.labels is not None:
-        kernels.xent_sparse_forward_backward(
-            rows.size, rows, problem.labels, problem.weight, float(np.sum(problem.weight)),
-            problem.ignore_index, problem.smoothing, scale, in_place, losses, grad_rows,
+        n_invalid, denominator = kernels.xent_sparse_forward_backward(
+            rows.size, rows, problem.labels, problem.weight, problem.ignore_index,
+            problem.smoothing, mean, problem.log_base, in_place, losses, grad_rows,
         )  # fmt: skip
+        if n_invalid:
+            _raise_for_labels(problem, target)
     else:
+        denominator = rows.shape[0]
+        scale = gradient_scale(problem.reduction, denominator, problem.log_base)
         kernels.xent_dense_forward_backward(
             rows.size, rows, problem.probabilities, problem.weight, problem.smoothing, scale,
             in_place, losses, grad_rows,
         )  # fmt: skip
     loss = reduce_losses(
-        losses, problem.reduction, problem.denominator, problem.log_base,
-        problem.batch_shape, problem.dtype,
+        losses, problem.reduction, denominator, problem.log_base, problem.batch_shape,
+        problem.dtype,
     )  # fmt: skip
     grad = from_rows(grad_rows, problem.logits.shape, problem.class_axis)
     if out is None:

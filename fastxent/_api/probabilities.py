@@ -190,9 +190,7 @@ def kl_divergence(
         if np.any(target_array < 0):
             raise ValueError("target holds a negative class index; indices are in [0, C)")
         labels = rows_target(target_array)
-        xent_kernels.xent_sparse_forward(
-            rows.size, rows, labels, ones, float(n_classes), -1, 0.0, losses
-        )
+        xent_kernels.xent_sparse_forward(rows.size, rows, labels, ones, -1, 0.0, losses)
     else:
         _validate.same_shape(target_array, array.shape, "target", "logits")
         targets = rows_view(target_array, class_axis, rows.dtype)

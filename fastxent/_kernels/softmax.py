@@ -13,32 +13,29 @@ import numpy as np
 from numba import prange
 
 from fastxent._kernels.dispatch import row_kernel
-from fastxent._kernels.rows import (
-    STAGING_SIZE,
-    row_exp_into,
-    row_exp_sum,
-    row_max,
-    row_scale,
-    row_shift_into,
-)
+from fastxent._kernels.rows import row_exp_into, row_max, row_scale, row_shift_into
 
 
 @row_kernel
 def softmax_rows(logits, out):
     """``out[i] = softmax(logits[i])`` for every row ``i``."""
-    for i in prange(logits.shape[0]):
+    n_rows = logits.shape[0]
+    for i in prange(n_rows):
         top = row_max(logits[i])
-        total = row_exp_into(logits[i], top, out[i])
+        upcoming = logits[i + 1] if i + 1 < n_rows else logits[i]
+        total = row_exp_into(logits[i], top, out[i], upcoming)
         row_scale(out[i], out.dtype.type(1.0 / total))
 
 
 @row_kernel
 def log_softmax_rows(logits, out):
     """``out[i] = log_softmax(logits[i])``; ``out`` doubles as the exp scratch space."""
-    for i in prange(logits.shape[0]):
+    n_rows = logits.shape[0]
+    for i in prange(n_rows):
         row = logits[i]
         top = row_max(row)
-        total = row_exp_into(row, top, out[i])
+        upcoming = logits[i + 1] if i + 1 < n_rows else row
+        total = row_exp_into(row, top, out[i], upcoming)
         row_shift_into(row, top + out.dtype.type(math.log(total)), out[i])
 
 
@@ -48,7 +45,10 @@ def logsumexp_rows(logits, out):
     n_rows, n_classes = logits.shape
     n_blocks = min(n_rows, 64)
     for block in prange(n_blocks):
-        staging = np.empty(min(n_classes, STAGING_SIZE), logits.dtype)
-        for i in range(block * n_rows // n_blocks, (block + 1) * n_rows // n_blocks):
+        staging = np.empty(n_classes, logits.dtype)
+        stop = (block + 1) * n_rows // n_blocks
+        for i in range(block * n_rows // n_blocks, stop):
             top = row_max(logits[i])
-            out[i] = np.float64(top) + math.log(row_exp_sum(logits[i], top, staging))
+            upcoming = logits[i + 1] if i + 1 < stop else logits[i]
+            total = row_exp_into(logits[i], top, staging, upcoming)
+            out[i] = np.float64(top) + math.log(total)

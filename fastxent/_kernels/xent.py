@@ -12,7 +12,9 @@ kernels read each row twice (max, then exp-sum) and allocate O(rows) memory only
 gradient kernels write ``exp(z - m)`` into the gradient row, then scale it in place.
 
 Arguments are already validated and normalised by the public wrappers: C-contiguous 2-D
-logits, int64 targets in range (or equal to ``ignore_index``), float64 weights.
+logits, int64 targets, float64 weights. The integer-target kernels start with an O(N) pass
+over the labels that counts those out of range (the wrapper then raises, before anything
+was written) and sums the weights of the counted rows (the denominator of "mean").
 """
 
 from __future__ import annotations
@@ -25,10 +27,8 @@ from numba import prange
 from fastxent._config import row_helper
 from fastxent._kernels.dispatch import row_kernel
 from fastxent._kernels.rows import (
-    STAGING_SIZE,
     row_exp_in_place,
     row_exp_into,
-    row_exp_sum,
     row_max,
     row_neg_entropy,
     row_scale,
@@ -40,37 +40,75 @@ from fastxent._kernels.rows import (
 )
 
 
+@row_helper
+def label_summary(target, weight, ignore_index, n_classes):
+    """``(n_invalid, counted_weight)``: labels outside ``[0, C)`` (not ignored), and the
+    sum of ``weight[y]`` over the counted rows.
+    """
+    n_invalid = 0
+    counted_weight = 0.0
+    for i in range(target.size):
+        label = target[i]
+        if label == ignore_index:
+            continue
+        if label < 0 or label >= n_classes:
+            n_invalid += 1
+        else:
+            counted_weight += weight[label]
+    return n_invalid, counted_weight
+
+
 @row_kernel
-def xent_sparse_forward(logits, target, weight, weight_total, ignore_index, smoothing, losses):
-    """``losses[i]`` = loss of row ``i`` against class ``target[i]`` (0 where ignored)."""
+def xent_sparse_forward(logits, target, weight, ignore_index, smoothing, losses):
+    """``losses[i]`` = loss of row ``i`` against class ``target[i]`` (0 where ignored).
+
+    Returns ``(n_invalid, counted_weight)`` of :func:`label_summary`; with invalid labels
+    nothing else is computed.
+    """
     n_rows, n_classes = logits.shape
+    n_invalid, counted_weight = label_summary(target, weight, ignore_index, n_classes)
+    if n_invalid > 0:
+        return n_invalid, counted_weight
+    weight_total = np.sum(weight)
     n_blocks = min(n_rows, 64)
     for block in prange(n_blocks):
-        staging = np.empty(min(n_classes, STAGING_SIZE), logits.dtype)
-        for i in range(block * n_rows // n_blocks, (block + 1) * n_rows // n_blocks):
+        staging = np.empty(n_classes, logits.dtype)
+        stop = (block + 1) * n_rows // n_blocks
+        for i in range(block * n_rows // n_blocks, stop):
             label = target[i]
             if label == ignore_index:
                 losses[i] = 0.0
                 continue
             row = logits[i]
             top = row_max(row)
-            log_total = math.log(row_exp_sum(row, top, staging))
+            upcoming = logits[i + 1] if i + 1 < stop else row
+            log_total = math.log(row_exp_into(row, top, staging, upcoming))
             gap = row_weighted_gap(row, weight, top) if smoothing > 0.0 else 0.0
             losses[i] = _sparse_loss(
                 log_total, top, row[label], weight[label], weight_total, gap, smoothing, n_classes
             )
+    return 0, counted_weight
 
 
 @row_kernel
 def xent_sparse_forward_backward(
-    logits, target, weight, weight_total, ignore_index, smoothing, scale, in_place, losses, grad
+    logits, target, weight, ignore_index, smoothing, mean, log_base, in_place, losses, grad
 ):
-    """Loss per row as in the forward, and ``grad = scale * dl/dz`` (0 on ignored rows).
+    """Loss per row as in the forward, and the gradient of the reduced loss in ``grad``.
 
-    ``in_place`` says that ``grad`` is ``logits`` itself: each value is read before its
-    slot is overwritten.
+    The gradient is ``dl/dz`` scaled by ``1 / log_base`` and, with ``mean``, by one over
+    the counted weight (0 when nothing is counted); ignored rows get 0. ``in_place`` says
+    that ``grad`` is ``logits`` itself: each value is read before its slot is written.
+    Returns ``(n_invalid, counted_weight)``; with invalid labels nothing is written.
     """
     n_rows, n_classes = logits.shape
+    n_invalid, counted_weight = label_summary(target, weight, ignore_index, n_classes)
+    if n_invalid > 0:
+        return n_invalid, counted_weight
+    scale = 1.0 / log_base
+    if mean:
+        scale = 0.0 if counted_weight == 0.0 else scale / counted_weight
+    weight_total = np.sum(weight)
     spread = smoothing / n_classes
     for i in prange(n_rows):
         label = target[i]
@@ -83,10 +121,11 @@ def xent_sparse_forward_backward(
         top = row_max(row)
         target_logit = row[label]
         gap = row_weighted_gap(row, weight, top) if smoothing > 0.0 else 0.0
+        upcoming = logits[i + 1] if i + 1 < n_rows else row
         if in_place:
-            total = row_exp_in_place(out, top)
+            total = row_exp_in_place(out, top, upcoming)
         else:
-            total = row_exp_into(row, top, out)
+            total = row_exp_into(row, top, out, upcoming)
         log_total = math.log(total)
         label_weight = weight[label]
         losses[i] = _sparse_loss(
@@ -97,6 +136,7 @@ def xent_sparse_forward_backward(
         if smoothing > 0.0:
             row_subtract_weight(out, weight, scale * spread)
         out[label] -= scale * (1.0 - smoothing) * label_weight
+    return 0, counted_weight
 
 
 @row_kernel
@@ -111,12 +151,14 @@ def xent_dense_forward(logits, target, weight, smoothing, with_target_entropy, l
     spread = smoothing / n_classes
     n_blocks = min(n_rows, 64)
     for block in prange(n_blocks):
-        staging = np.empty(min(n_classes, STAGING_SIZE), logits.dtype)
-        for i in range(block * n_rows // n_blocks, (block + 1) * n_rows // n_blocks):
+        staging = np.empty(n_classes, logits.dtype)
+        stop = (block + 1) * n_rows // n_blocks
+        for i in range(block * n_rows // n_blocks, stop):
             row = logits[i]
             probabilities = target[i]
             top = row_max(row)
-            log_total = math.log(row_exp_sum(row, top, staging))
+            upcoming = logits[i + 1] if i + 1 < stop else row
+            log_total = math.log(row_exp_into(row, top, staging, upcoming))
             mass = row_target_mass(probabilities, weight, keep, spread)
             gap = row_target_gap(row, probabilities, weight, keep, spread, top)
             loss = mass * log_total + gap
@@ -138,10 +180,11 @@ def xent_dense_forward_backward(logits, target, weight, smoothing, scale, in_pla
         top = row_max(row)
         mass = row_target_mass(probabilities, weight, keep, spread)
         gap = row_target_gap(row, probabilities, weight, keep, spread, top)
+        upcoming = logits[i + 1] if i + 1 < n_rows else row
         if in_place:
-            total = row_exp_in_place(out, top)
+            total = row_exp_in_place(out, top, upcoming)
         else:
-            total = row_exp_into(row, top, out)
+            total = row_exp_into(row, top, out, upcoming)
         losses[i] = mass * math.log(total) + gap
         row_scale(out, out.dtype.type(scale * mass / total))
         row_subtract_target(out, probabilities, weight, keep, spread, scale)
