@@ -78,7 +78,7 @@ def _torch_calls(x: np.ndarray, y: np.ndarray, threads: int) -> dict[str, Callab
     def forward_backward() -> Any:
         leaf.grad = None
         loss = F.cross_entropy(leaf, labels)
-        loss.backward()
+        loss.backward()  # type: ignore[no-untyped-call]
         return loss.item(), leaf.grad
 
     return {
@@ -91,18 +91,19 @@ def _jax_calls(x: np.ndarray, y: np.ndarray) -> dict[str, Callable[[], Any]]:
     import jax
     import jax.numpy as jnp
 
-    jax.config.update("jax_enable_x64", x.dtype == np.float64)
+    jax.config.update("jax_enable_x64", x.dtype == np.float64)  # type: ignore[no-untyped-call]
 
     def loss(logits: Any, labels: Any) -> Any:
         log_p = jax.nn.log_softmax(logits, axis=-1)
         return -jnp.mean(jnp.take_along_axis(log_p, labels[:, None], axis=-1))
 
+    sync: Callable[[Any], Any] = jax.block_until_ready
     forward = jax.jit(loss)
     forward_backward = jax.jit(jax.value_and_grad(loss))
     logits, labels = jax.device_put(x), jax.device_put(y)
     return {
-        "forward": lambda: forward(logits, labels).block_until_ready(),
-        "forward+grad": lambda: jax.block_until_ready(forward_backward(logits, labels)),
+        "forward": lambda: sync(forward(logits, labels)),
+        "forward+grad": lambda: sync(forward_backward(logits, labels)),
     }
 
 
@@ -174,7 +175,7 @@ def run(
     chosen = [p for p in (peers or installed) if installed.get(p)]
     if "fastxent" not in chosen:
         chosen.insert(0, "fastxent")
-    n_threads = threads or numba.config.NUMBA_NUM_THREADS
+    n_threads = threads or numba.config.NUMBA_NUM_THREADS  # type: ignore[attr-defined]
     numba.set_num_threads(n_threads)
     rng = np.random.default_rng(seed)
     results: list[Measurement] = []

@@ -256,9 +256,7 @@ def _names_both_shapes(message: str, target: np.ndarray, logits: np.ndarray, axi
     assert str(logits.shape) in message or str(batch) in message, message
 
 
-@pytest.mark.parametrize(
-    "target_shape", [(N + 1,), (N - 1,), (N, 1), (N, C), (1, N), ()], ids=str
-)
+@pytest.mark.parametrize("target_shape", [(N + 1,), (N - 1,), (N, 1), (N, C), (1, N), ()], ids=str)
 @pytest.mark.parametrize("name", INDEX_TARGETS)
 def test_index_target_of_the_wrong_shape(name: str, target_shape: tuple[int, ...]) -> None:
     args, kwargs = valid_call(name)
@@ -327,9 +325,7 @@ def test_target_index_out_of_range_in_a_3d_batch(name: str) -> None:
 def test_default_ignore_index_is_out_of_range_when_another_is_chosen(name: str) -> None:
     args, kwargs = valid_call(name)
     args[1] = np.array([0, -100, 1, 1])
-    message = call_raises(
-        ValueError, r"\btarget\b", name, args, {**kwargs, "ignore_index": -1}
-    )
+    message = call_raises(ValueError, r"\btarget\b", name, args, {**kwargs, "ignore_index": -1})
     assert "-100" in message, message
 
 
@@ -405,33 +401,25 @@ def test_negative_weight_given_as_python_numbers(name: str, weight: Any) -> None
     call_raises(ValueError, r"\bweight\b", name, args, {**kwargs, "weight": weight})
 
 
-@pytest.mark.parametrize(
-    "weight_shape", [(C + 1,), (C - 1,), (1,), (), (1, C), (N, C)], ids=str
-)
+@pytest.mark.parametrize("weight_shape", [(C + 1,), (C - 1,), (1,), (), (1, C), (N, C)], ids=str)
 @pytest.mark.parametrize("name", INDEX_LOSSES)
 def test_class_weight_of_the_wrong_shape(name: str, weight_shape: tuple[int, ...]) -> None:
     args, kwargs = valid_call(name)
-    call_raises(
-        ValueError, r"\bweight\b", name, args, {**kwargs, "weight": np.ones(weight_shape)}
-    )
+    call_raises(ValueError, r"\bweight\b", name, args, {**kwargs, "weight": np.ones(weight_shape)})
 
 
 @pytest.mark.parametrize("weight_shape", [(C + 1,), (N,), (N + 1, 1), (2, N, C)], ids=str)
 @pytest.mark.parametrize("name", BINARY)
 def test_binary_weight_of_the_wrong_shape(name: str, weight_shape: tuple[int, ...]) -> None:
     args, kwargs = valid_call(name)
-    call_raises(
-        ValueError, r"\bweight\b", name, args, {**kwargs, "weight": np.ones(weight_shape)}
-    )
+    call_raises(ValueError, r"\bweight\b", name, args, {**kwargs, "weight": np.ones(weight_shape)})
 
 
 @pytest.mark.parametrize("shape", [(C + 1,), (2,), (N, C, 2)], ids=str)
 @pytest.mark.parametrize("name", BINARY)
 def test_pos_weight_of_the_wrong_shape(name: str, shape: tuple[int, ...]) -> None:
     args, kwargs = valid_call(name)
-    call_raises(
-        ValueError, r"\bpos_weight\b", name, args, {**kwargs, "pos_weight": np.ones(shape)}
-    )
+    call_raises(ValueError, r"\bpos_weight\b", name, args, {**kwargs, "pos_weight": np.ones(shape)})
 
 
 @pytest.mark.parametrize("kind", ["complex128", "str", "object"])
@@ -451,9 +439,7 @@ def test_non_numeric_weight_is_a_type_error(name: str, kind: str) -> None:
 @pytest.mark.parametrize("name", INDEX_LOSSES)
 def test_label_smoothing_out_of_range(name: str, value: float) -> None:
     args, kwargs = valid_call(name)
-    call_raises(
-        ValueError, "label_smoothing", name, args, {**kwargs, "label_smoothing": value}
-    )
+    call_raises(ValueError, "label_smoothing", name, args, {**kwargs, "label_smoothing": value})
 
 
 @pytest.mark.parametrize("value", ["0.1", None, [0.1], np.array([0.1]), 0.1j, True])
@@ -485,7 +471,9 @@ def test_eps_not_a_number(value: Any) -> None:
     call_raises(TypeError, r"\beps\b", "cross_entropy_from_probs", args, {"eps": value})
 
 
-@pytest.mark.parametrize("reduction", ["avg", "Mean", "SUM", "", " sum", "batchmean", "elementwise"])
+@pytest.mark.parametrize(
+    "reduction", ["avg", "Mean", "SUM", "", " sum", "batchmean", "elementwise"]
+)
 @pytest.mark.parametrize("name", LOSSES)
 def test_unknown_reduction(name: str, reduction: str) -> None:
     args, kwargs = valid_call(name)
@@ -758,7 +746,7 @@ def test_empty_batch(
         batch = shape
         kwargs: dict[str, Any] = {}
     else:
-        batch = shape[:axis % len(shape)] + shape[axis % len(shape) + 1 :]
+        batch = shape[: axis % len(shape)] + shape[axis % len(shape) + 1 :]
         kwargs = {"axis": axis}
     args: list[Any] = [logits]
     if target_kind == "index":
@@ -788,6 +776,6 @@ def test_empty_batch(
 def test_empty_batch_softmax_family(name: str, shape: tuple[int, ...], axis: int) -> None:
     x = np.zeros(shape)
     result = getattr(fastxent, name)(x, axis=axis)
-    expected_shape = shape[:axis % len(shape)] + shape[axis % len(shape) + 1 :]
+    expected_shape = shape[: axis % len(shape)] + shape[axis % len(shape) + 1 :]
     assert result.shape == (expected_shape if name == "logsumexp" else shape)
     assert result.dtype == np.float64

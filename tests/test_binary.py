@@ -323,9 +323,7 @@ def test_nan_logit_gives_nan(dtype: Any, rtol: float, atol: float, z: float) -> 
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize(("dtype", "rtol", "atol"), TOLERANCES)
-def test_out_fresh_array(
-    dtype: Any, rtol: float, atol: float, shape: Any, reduction: str
-) -> None:
+def test_out_fresh_array(dtype: Any, rtol: float, atol: float, shape: Any, reduction: str) -> None:
     logits, target = make_inputs(shape, dtype, hard=False)
     saved = logits.copy(), target.copy()
     expected_loss, expected_grad = reference.binary_cross_entropy_with_grad(

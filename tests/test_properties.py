@@ -14,6 +14,7 @@ PROPERTY_SETTINGS = settings(
     deadline=None,
     max_examples=60,
     database=None,
+    derandomize=True,
     suppress_health_check=[HealthCheck.too_slow],
 )
 

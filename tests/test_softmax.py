@@ -144,6 +144,16 @@ def test_softmax_unchanged_by_large_offset(dtype, rtol, atol, offset, rng):
 
 
 @pytest.mark.parametrize(("dtype", "rtol", "atol"), NATIVE_TOLERANCES)
+@pytest.mark.parametrize("offset", [0.0, 32.0, 100.0])
+def test_log_softmax_accurate_at_moderate_magnitudes(dtype, rtol, atol, offset):
+    # log_softmax(offset + [3, 0, 0]) = [0, -3, -3] - ln(1 + 2 e^-3) for every offset.
+    x = np.array([offset + 3.0, offset, offset], dtype=dtype)
+    expected = np.array([0.0, -3.0, -3.0]) - math.log1p(2.0 * math.exp(-3.0))
+    assert_result(fastxent.log_softmax(x), expected, dtype, rtol, atol)
+    assert_result(reference.log_softmax(x), expected, dtype, rtol, atol)  # the spec agrees
+
+
+@pytest.mark.parametrize(("dtype", "rtol", "atol"), NATIVE_TOLERANCES)
 def test_hand_worked_values(dtype, rtol, atol):
     # softmax(0, ln 2, ln 3) = (1, 2, 3) / 6
     x = np.array([0.0, math.log(2.0), math.log(3.0)], dtype=dtype)

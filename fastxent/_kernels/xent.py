@@ -42,8 +42,9 @@ from fastxent._kernels.rows import (
 
 @row_helper
 def label_summary(target, weight, ignore_index, n_classes):
-    """``(n_invalid, counted_weight)``: labels outside ``[0, C)`` (not ignored), and the
-    sum of ``weight[y]`` over the counted rows.
+    """Count labels outside ``[0, C)`` (not ignored) and sum ``weight[y]`` of counted rows.
+
+    Returns ``(n_invalid, counted_weight)``.
     """
     n_invalid = 0
     counted_weight = 0.0
