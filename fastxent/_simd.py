@@ -214,3 +214,15 @@ def _prefetch_jit(array, index):
     if isinstance(array, types.Array) and isinstance(index, types.Integer):
         return lambda array, index: _prefetch_element(array, index)
     return None
+
+
+def vector_width_bits() -> int:
+    """Width of the SIMD registers the kernels are compiled for on this CPU (LLVM's view)."""
+    import llvmlite.binding as llvm
+
+    features = llvm.get_host_cpu_features()
+    if features.get("avx512f"):
+        return 256  # LLVM's tuning prefers 256-bit vectors on AVX-512 CPUs (see _kernels/rows)
+    if features.get("avx2") or features.get("avx"):
+        return 256
+    return 128

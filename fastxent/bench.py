@@ -171,6 +171,9 @@ def run(
     """
     import numba
 
+    from fastxent import _threading
+
+    _threading.prepare()  # let fastxent choose the threading layer before numba starts one
     installed = available_peers()
     chosen = [p for p in (peers or installed) if installed.get(p)]
     if "fastxent" not in chosen:

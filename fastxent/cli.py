@@ -77,6 +77,9 @@ def _system() -> dict[str, str]:
     import numpy
 
     import fastxent
+    from fastxent import _threading
+
+    _threading.prepare()  # before numba.get_num_threads(), which starts the layer
 
     return {
         "fastxent": fastxent.__version__,
@@ -102,12 +105,26 @@ def _cpu_name() -> str:
 
 
 def _header() -> str:
-    return " ".join(f"{key}={value}" for key, value in _system().items())
+    from fastxent import _threading
+
+    facts = _system()
+    facts["layer"] = _threading.describe()["threading layer"]
+    return " ".join(f"{key}={value}" for key, value in facts.items())
 
 
 def _info() -> int:
-    for key, value in _system().items():
-        print(f"{key:>16}: {value}")
+    import numba
+
+    from fastxent import _threading
+    from fastxent._simd import vector_width_bits
+
+    facts = _system()
+    facts.update(_threading.describe())
+    cache_dir = numba.config.CACHE_DIR  # type: ignore[attr-defined]
+    facts["cache directory"] = cache_dir or "next to the package (__pycache__)"
+    facts["SIMD width"] = f"{vector_width_bits()} bits"
+    for key, value in facts.items():
+        print(f"{key:>20}: {value}")
     return 0
 
 

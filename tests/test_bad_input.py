@@ -194,7 +194,9 @@ def _converted(array: np.ndarray, kind: str) -> np.ndarray:
     return array.astype(kind)
 
 
-@pytest.mark.parametrize("kind", ["int64", "int32", "uint8", "bool", "complex128", "object", "str"])
+@pytest.mark.parametrize(
+    "kind", ["int64", "int32", "uint8", "bool", "longdouble", "complex128", "object", "str"]
+)
 @pytest.mark.parametrize("name", ALL)
 def test_non_float_logits_is_a_type_error(name: str, kind: str) -> None:
     args, kwargs = valid_call(name)
@@ -653,6 +655,24 @@ def test_out_is_the_binary_weight() -> None:
     call_raises(
         ValueError, r"\bout\b", "binary_cross_entropy_with_grad", args,
         {"weight": weight, "out": weight},
+    )  # fmt: skip
+
+
+def test_out_is_the_class_weight() -> None:
+    logits = make_logits((C,))  # one sample: the gradient has the weight's shape
+    weight = np.array([1.0, 2.0, 3.0])
+    call_raises(
+        ValueError, r"\bout\b", "cross_entropy_with_grad", [logits, np.array(1)],
+        {"weight": weight, "out": weight},
+    )  # fmt: skip
+
+
+def test_out_is_the_pos_weight() -> None:
+    logits = make_logits((C,))
+    pos_weight = np.array([1.0, 2.0, 3.0])
+    call_raises(
+        ValueError, r"\bout\b", "binary_cross_entropy_with_grad", [logits, np.ones(C)],
+        {"pos_weight": pos_weight, "out": pos_weight},
     )  # fmt: skip
 
 

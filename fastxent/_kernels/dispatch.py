@@ -2,7 +2,9 @@
 
 Starting a parallel region costs microseconds (milliseconds with some threading layers),
 more than a whole small batch takes, so inputs below ``PARALLEL_MIN_ELEMENTS`` run on the
-calling thread. Both versions compile lazily, on first use, and are cached on disk.
+calling thread. Where the threading layer cannot run a parallel kernel safely right now
+(see ``fastxent._threading``) the serial one runs instead: same code, same results. Both
+versions compile lazily, on first use, and are cached on disk.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 import numba
 
 from fastxent._config import parallel_kernel, serial_kernel
+from fastxent._threading import parallel_permission, prepare
 
 PARALLEL_MIN_ELEMENTS = 1 << 15
 
@@ -28,8 +31,11 @@ class RowKernel:
 
     def __call__(self, n_elements: int, *args: Any) -> Any:
         """Run on ``args``; ``n_elements`` (the logits' size) picks the compilation."""
+        prepare()  # before numba.get_num_threads(), which starts the threading layer
         if n_elements >= PARALLEL_MIN_ELEMENTS and numba.get_num_threads() > 1:
-            return self.parallel(*args)
+            with parallel_permission() as allowed:
+                if allowed:
+                    return self.parallel(*args)
         return self.serial(*args)
 
 
