@@ -35,6 +35,14 @@ def rows_view(x: NDArray[Any], axis: int, dtype: np.dtype[Any]) -> NDArray[Any]:
     return rows
 
 
+def columns_view(x: NDArray[Any], axis: int) -> NDArray[Any]:
+    """A C-contiguous ``x`` as ``(A, C, B)``: the sizes before, at and after ``axis`` (a view)."""
+    outer = int(np.prod(x.shape[:axis], dtype=np.int64))
+    inner = int(np.prod(x.shape[axis + 1 :], dtype=np.int64))
+    view = x.reshape(outer, x.shape[axis], inner)
+    return view if view.flags.writeable else _writable_alias(view)
+
+
 def rows_target(target: NDArray[Any]) -> NDArray[np.int64]:
     """Integer class indices flattened to one C-contiguous int64 row per sample."""
     return np.ascontiguousarray(target.reshape(-1), dtype=np.int64)

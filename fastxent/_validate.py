@@ -123,16 +123,19 @@ def index_shape(target: NDArray[Any], batch_shape: tuple[int, ...]) -> None:
 
 
 def index_target(
-    target: NDArray[Any], batch_shape: tuple[int, ...], n_classes: int, ignore_index: int
+    target: NDArray[Any], batch_shape: tuple[int, ...], n_classes: int, ignore_index: int | None
 ) -> None:
     """Check integer class indices: their shape, and that each is in range or ignored."""
     index_shape(target, batch_shape)
-    bad = ((target < 0) | (target >= n_classes)) & (target != ignore_index)
+    bad = (target < 0) | (target >= n_classes)
+    if ignore_index is not None:
+        bad &= target != ignore_index
     if np.any(bad):
         where = tuple(int(i) for i in np.argwhere(bad)[0])
+        also = "" if ignore_index is None else f" (nor ignore_index={ignore_index})"
         raise ValueError(
-            f"target{list(where)} = {target[where]} is not a class index in [0, {n_classes}) "
-            f"(nor ignore_index={ignore_index})"
+            f"target{list(where)} = {target[where]} is not a class index in [0, {n_classes})"
+            f"{also}"
         )
 
 

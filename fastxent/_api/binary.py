@@ -16,7 +16,8 @@ from fastxent._layout import compute_dtype, same_memory
 def _as_rows(array: NDArray[Any], shape: tuple[int, ...]) -> NDArray[Any]:
     """``array`` (already of ``shape``) as 2-D rows over the last axis; a view when possible."""
     columns = shape[-1] if shape else 1
-    return array.reshape(-1, columns)
+    n_rows = int(np.prod(shape[:-1], dtype=np.int64)) if shape else 1
+    return array.reshape(n_rows, columns)
 
 
 def _broadcast_factor(

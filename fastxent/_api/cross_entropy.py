@@ -11,7 +11,15 @@ from numpy.typing import ArrayLike, NDArray
 from fastxent import _validate
 from fastxent._api.common import Loss, gradient_scale, reduce_losses
 from fastxent._kernels import xent as kernels
-from fastxent._layout import compute_dtype, from_rows, rows_target, rows_view, same_memory
+from fastxent._kernels import xent_columns as column_kernels
+from fastxent._layout import (
+    columns_view,
+    compute_dtype,
+    from_rows,
+    rows_target,
+    rows_view,
+    same_memory,
+)
 
 
 @dataclass
@@ -19,10 +27,11 @@ class _Problem:
     """A validated cross-entropy call, in the kernels' layout."""
 
     logits: NDArray[Any]  # the caller's array (checked, never written unless it is `out`)
-    rows: NDArray[Any]  # (R, C) C-contiguous, float32 or float64
+    rows: NDArray[Any]  # (R, C), or (A, C, B) when `columns`: C-contiguous float32/64
+    columns: bool  # class axis in the middle, kept in place (integer targets only)
     class_axis: int
     batch_shape: tuple[int, ...]
-    labels: NDArray[np.int64] | None  # (R,) for integer targets
+    labels: NDArray[np.int64] | None  # (R,) or (A, B) for integer targets
     probabilities: NDArray[Any] | None  # (R, C) for probability targets
     weight: NDArray[np.float64]
     ignore_index: int
@@ -58,15 +67,22 @@ def _prepare(
     batch_shape = array.shape[:class_axis] + array.shape[class_axis + 1 :]
     dtype = compute_dtype(array.dtype)
     labels = probabilities = None
+    columns = False
     if kind == "index":
         _validate.index_shape(target_array, batch_shape)
-        labels = rows_target(target_array)
+        columns = class_axis < array.ndim - 1 and array.dtype == dtype and array.flags.c_contiguous
+        if columns:
+            rows = columns_view(array, class_axis)
+            labels = rows_target(target_array).reshape(rows.shape[0], rows.shape[2])
+        else:
+            labels = rows_target(target_array)
     else:
         _validate.same_shape(target_array, array.shape, "target", "logits")
         probabilities = rows_view(target_array, class_axis, dtype)
-    rows = rows_view(array, class_axis, dtype)
+    if not columns:
+        rows = rows_view(array, class_axis, dtype)
     return _Problem(
-        array, rows, class_axis, batch_shape, labels, probabilities, weights, ignore,
+        array, rows, columns, class_axis, batch_shape, labels, probabilities, weights, ignore,
         smoothing, mode, log_base,
     )  # fmt: skip
 
@@ -140,15 +156,20 @@ def cross_entropy(
     >>> import numpy as np, fastxent
     >>> logits = np.array([[1.4, 3.2, 5.0]])
     >>> round(float(fastxent.cross_entropy(logits, np.array([2]))), 4)
-    0.1749
+    0.1762
     """
     problem = _prepare(logits, target, axis, weight, ignore_index, reduction, label_smoothing, base)
     rows = problem.rows
-    losses = np.empty(rows.shape[0], dtype=np.float64)
+    losses = np.empty(problem.labels.size if problem.labels is not None else rows.shape[0])
     if problem.labels is not None:
-        n_invalid, denominator = kernels.xent_sparse_forward(
+        kernel = (
+            column_kernels.xent_sparse_forward_columns
+            if problem.columns
+            else kernels.xent_sparse_forward
+        )
+        n_invalid, denominator = kernel(
             rows.size, rows, problem.labels, problem.weight, problem.ignore_index,
-            problem.smoothing, losses,
+            problem.smoothing, losses.reshape(problem.labels.shape),
         )  # fmt: skip
         if n_invalid:
             _raise_for_labels(problem, target)
@@ -214,17 +235,24 @@ def cross_entropy_with_grad(
     if out is not None:
         others = (target, weight)
         _validate.out_array(out, problem.logits.shape, problem.dtype, problem.logits, *others)
-    grad_rows, in_place = _gradient_rows(out, rows, problem.class_axis)
-    losses = np.empty(rows.shape[0], dtype=np.float64)
+    grad_rows, in_place = _gradient_rows(out, problem)
     mean = problem.reduction == "mean"
     if problem.labels is not None:
-        n_invalid, denominator = kernels.xent_sparse_forward_backward(
+        losses = np.empty(problem.labels.size)
+        kernel = (
+            column_kernels.xent_sparse_forward_backward_columns
+            if problem.columns
+            else kernels.xent_sparse_forward_backward
+        )
+        n_invalid, denominator = kernel(
             rows.size, rows, problem.labels, problem.weight, problem.ignore_index,
-            problem.smoothing, mean, problem.log_base, in_place, losses, grad_rows,
+            problem.smoothing, mean, problem.log_base, in_place,
+            losses.reshape(problem.labels.shape), grad_rows,
         )  # fmt: skip
         if n_invalid:
             _raise_for_labels(problem, target)
     else:
+        losses = np.empty(rows.shape[0])
         denominator = rows.shape[0]
         scale = gradient_scale(problem.reduction, denominator, problem.log_base)
         kernels.xent_dense_forward_backward(
@@ -235,7 +263,10 @@ def cross_entropy_with_grad(
         losses, problem.reduction, denominator, problem.log_base, problem.batch_shape,
         problem.dtype,
     )  # fmt: skip
-    grad = from_rows(grad_rows, problem.logits.shape, problem.class_axis)
+    if problem.columns:
+        grad = grad_rows.reshape(problem.logits.shape)
+    else:
+        grad = from_rows(grad_rows, problem.logits.shape, problem.class_axis)
     if out is None:
         return loss, grad
     if not same_memory(grad, out):
@@ -243,16 +274,15 @@ def cross_entropy_with_grad(
     return loss, out
 
 
-def _gradient_rows(
-    out: NDArray[Any] | None, rows: NDArray[Any], class_axis: int
-) -> tuple[NDArray[Any], bool]:
+def _gradient_rows(out: NDArray[Any] | None, problem: _Problem) -> tuple[NDArray[Any], bool]:
     """Where the kernel writes the gradient, and whether that is the logits' own memory.
 
-    ``out`` is used directly when its memory has the kernels' row layout; otherwise the
+    ``out`` is used directly when its memory has the kernel's layout; otherwise the
     gradient goes to a fresh array that is copied into ``out`` afterwards.
     """
+    rows = problem.rows
     if out is not None:
-        moved = np.moveaxis(out, class_axis, -1)
+        moved = out if problem.columns else np.moveaxis(out, problem.class_axis, -1)
         if moved.flags.c_contiguous:
             out_rows = moved.reshape(rows.shape)
             return out_rows, same_memory(out_rows, rows)

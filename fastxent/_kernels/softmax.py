@@ -13,7 +13,7 @@ import numpy as np
 from numba import prange
 
 from fastxent._kernels.dispatch import row_kernel
-from fastxent._kernels.rows import row_exp_into, row_max, row_scale, row_shift_into
+from fastxent._kernels.rows import row_exp_into, row_log_softmax_into, row_max, row_scale
 
 
 @row_kernel
@@ -36,7 +36,7 @@ def log_softmax_rows(logits, out):
         top = row_max(row)
         upcoming = logits[i + 1] if i + 1 < n_rows else row
         total = row_exp_into(row, top, out[i], upcoming)
-        row_shift_into(row, top + out.dtype.type(math.log(total)), out[i])
+        row_log_softmax_into(row, top, math.log(total), out[i])
 
 
 @row_kernel

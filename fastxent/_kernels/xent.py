@@ -85,7 +85,7 @@ def xent_sparse_forward(logits, target, weight, ignore_index, smoothing, losses)
             upcoming = logits[i + 1] if i + 1 < stop else row
             log_total = math.log(row_exp_into(row, top, staging, upcoming))
             gap = row_weighted_gap(row, weight, top) if smoothing > 0.0 else 0.0
-            losses[i] = _sparse_loss(
+            losses[i] = sparse_loss(
                 log_total, top, row[label], weight[label], weight_total, gap, smoothing, n_classes
             )
     return 0, counted_weight
@@ -106,9 +106,12 @@ def xent_sparse_forward_backward(
     n_invalid, counted_weight = label_summary(target, weight, ignore_index, n_classes)
     if n_invalid > 0:
         return n_invalid, counted_weight
+    # Gradient scale 1 / (log_base * denominator), applied as a division so that a tiny
+    # (subnormal) denominator does not overflow before it meets the weights above it.
     scale = 1.0 / log_base
-    if mean:
-        scale = 0.0 if counted_weight == 0.0 else scale / counted_weight
+    denominator = counted_weight if mean else 1.0
+    if denominator == 0.0:
+        scale, denominator = 0.0, 1.0
     weight_total = np.sum(weight)
     spread = smoothing / n_classes
     for i in prange(n_rows):
@@ -129,14 +132,14 @@ def xent_sparse_forward_backward(
             total = row_exp_into(row, top, out, upcoming)
         log_total = math.log(total)
         label_weight = weight[label]
-        losses[i] = _sparse_loss(
+        losses[i] = sparse_loss(
             log_total, top, target_logit, label_weight, weight_total, gap, smoothing, n_classes
         )
         mass = (1.0 - smoothing) * label_weight + spread * weight_total
-        row_scale(out, out.dtype.type(scale * mass / total))
+        row_scale(out, out.dtype.type(scale * (mass / denominator) / total))
         if smoothing > 0.0:
-            row_subtract_weight(out, weight, scale * spread)
-        out[label] -= scale * (1.0 - smoothing) * label_weight
+            row_subtract_weight(out, weight, scale * spread / denominator)
+        out[label] -= scale * ((1.0 - smoothing) * label_weight / denominator)
     return 0, counted_weight
 
 
@@ -192,7 +195,7 @@ def xent_dense_forward_backward(logits, target, weight, smoothing, scale, in_pla
 
 
 @row_helper
-def _sparse_loss(
+def sparse_loss(
     log_total, top, target_logit, label_weight, weight_total, gap, smoothing, n_classes
 ):
     """One row's integer-target loss from its pieces (see the module docstring)."""

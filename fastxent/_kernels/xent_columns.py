@@ -1,0 +1,156 @@
+"""Integer-target cross-entropy with the class axis in the middle: PyTorch's ``(N, C, d...)``.
+
+Logits arrive as a C-contiguous ``(A, C, B)`` array (``A`` = N, ``B`` = the product of the
+trailing sizes) and targets as ``(A, B)``. Each sample's classes are ``B`` elements apart,
+so instead of transposing (an ``N x C`` copy) the loops run over classes on the outside
+and over a contiguous tile of positions on the inside, which vectorises: per tile, the
+running max, then the float64 exp-sum, with O(tile) scratch. The formulas are those of
+``xent.py``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import prange
+
+from fastxent._config import row_helper
+from fastxent._kernels.dispatch import row_kernel
+from fastxent._kernels.xent import label_summary, sparse_loss
+from fastxent._simd import exp_nonpositive, fmax
+
+TILE = 512  # positions per task: 512 float64 partial sums stay in L1
+
+
+@row_helper
+def _tile_max(logits, a, start, stop, top):
+    n_classes = logits.shape[1]
+    for b in range(start, stop):
+        top[b - start] = logits[a, 0, b]
+    for c in range(1, n_classes):
+        for b in range(start, stop):
+            top[b - start] = fmax(top[b - start], logits[a, c, b])
+
+
+@row_kernel
+def xent_sparse_forward_columns(logits, target, weight, ignore_index, smoothing, losses):
+    """``losses[a, b]`` = loss at sample ``a``, position ``b``; see ``xent_sparse_forward``.
+
+    Returns ``(n_invalid, counted_weight)``; with invalid labels nothing else is computed.
+    """
+    n_outer, n_classes, n_inner = logits.shape
+    n_invalid, counted_weight = label_summary(target.reshape(-1), weight, ignore_index, n_classes)
+    if n_invalid > 0:
+        return n_invalid, counted_weight
+    weight_total = np.sum(weight)
+    n_tiles = (n_inner + TILE - 1) // TILE
+    for task in prange(n_outer * n_tiles):
+        a = task // n_tiles
+        start = (task % n_tiles) * TILE
+        stop = min(start + TILE, n_inner)
+        top = np.empty(stop - start, logits.dtype)
+        total = np.zeros(stop - start)
+        gap = np.zeros(stop - start)
+        _tile_max(logits, a, start, stop, top)
+        for c in range(n_classes):
+            for b in range(start, stop):
+                total[b - start] += exp_nonpositive(logits[a, c, b] - top[b - start])
+        if smoothing > 0.0:
+            for c in range(n_classes):
+                if weight[c] != 0.0:
+                    for b in range(start, stop):
+                        gap[b - start] += weight[c] * (
+                            np.float64(top[b - start]) - np.float64(logits[a, c, b])
+                        )
+        for b in range(start, stop):
+            label = target[a, b]
+            if label == ignore_index:
+                losses[a, b] = 0.0
+                continue
+            losses[a, b] = sparse_loss(
+                math.log(total[b - start]), top[b - start], logits[a, label, b],
+                weight[label], weight_total, gap[b - start], smoothing, n_classes,
+            )  # fmt: skip
+    return 0, counted_weight
+
+
+@row_kernel
+def xent_sparse_forward_backward_columns(
+    logits, target, weight, ignore_index, smoothing, mean, log_base, in_place, losses, grad
+):
+    """Loss as in the forward, and the gradient of the reduced loss in ``grad`` (A, C, B).
+
+    Same contract as ``xent_sparse_forward_backward``; ``grad`` may be ``logits`` itself
+    (``in_place``), every value being read before it is overwritten.
+    """
+    n_outer, n_classes, n_inner = logits.shape
+    n_invalid, counted_weight = label_summary(target.reshape(-1), weight, ignore_index, n_classes)
+    if n_invalid > 0:
+        return n_invalid, counted_weight
+    # Gradient scale 1 / (log_base * denominator), applied as a division so that a tiny
+    # (subnormal) denominator does not overflow before it meets the weights above it.
+    scale = 1.0 / log_base
+    denominator = counted_weight if mean else 1.0
+    if denominator == 0.0:
+        scale, denominator = 0.0, 1.0
+    weight_total = np.sum(weight)
+    spread = smoothing / n_classes
+    n_tiles = (n_inner + TILE - 1) // TILE
+    for task in prange(n_outer * n_tiles):
+        a = task // n_tiles
+        start = (task % n_tiles) * TILE
+        stop = min(start + TILE, n_inner)
+        width = stop - start
+        top = np.empty(width, logits.dtype)
+        total = np.zeros(width)
+        gap = np.zeros(width)
+        target_logit = np.empty(width, logits.dtype)
+        _tile_max(logits, a, start, stop, top)
+        for b in range(start, stop):
+            label = target[a, b]
+            target_logit[b - start] = (
+                top[b - start] if label == ignore_index else logits[a, label, b]
+            )
+        if smoothing > 0.0:
+            for c in range(n_classes):
+                if weight[c] != 0.0:
+                    for b in range(start, stop):
+                        gap[b - start] += weight[c] * (
+                            np.float64(top[b - start]) - np.float64(logits[a, c, b])
+                        )
+        for c in range(n_classes):  # logits are read before grad (maybe the same) is written
+            for b in range(start, stop):
+                value = exp_nonpositive(logits[a, c, b] - top[b - start])
+                grad[a, c, b] = value
+                total[b - start] += np.float64(value)
+        factor = np.empty(width, grad.dtype)
+        active = np.empty(width, grad.dtype)
+        for b in range(start, stop):
+            label = target[a, b]
+            if label == ignore_index:
+                losses[a, b] = 0.0
+                factor[b - start] = 0.0
+                active[b - start] = 0.0
+                continue
+            log_total = math.log(total[b - start])
+            label_weight = weight[label]
+            losses[a, b] = sparse_loss(
+                log_total, top[b - start], target_logit[b - start], label_weight,
+                weight_total, gap[b - start], smoothing, n_classes,
+            )  # fmt: skip
+            mass = (1.0 - smoothing) * label_weight + spread * weight_total
+            factor[b - start] = scale * (mass / denominator) / total[b - start]
+            active[b - start] = 1.0
+        for c in range(n_classes):
+            shift = scale * spread * weight[c] / denominator
+            for b in range(start, stop):
+                grad[a, c, b] = grad[a, c, b] * factor[b - start] - shift * active[b - start]
+        for b in range(start, stop):
+            label = target[a, b]
+            if label == ignore_index:
+                for c in range(n_classes):
+                    grad[a, c, b] = 0.0
+            else:
+                grad[a, label, b] -= scale * ((1.0 - smoothing) * weight[label] / denominator)
+    return 0, counted_weight
