@@ -134,8 +134,7 @@ def index_target(
         where = tuple(int(i) for i in np.argwhere(bad)[0])
         also = "" if ignore_index is None else f" (nor ignore_index={ignore_index})"
         raise ValueError(
-            f"target{list(where)} = {target[where]} is not a class index in [0, {n_classes})"
-            f"{also}"
+            f"target{list(where)} = {target[where]} is not a class index in [0, {n_classes}){also}"
         )
 
 
