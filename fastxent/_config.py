@@ -12,6 +12,7 @@ because ``reassoc`` would undo the exact Cody-Waite range reduction inside ``exp
 
 from __future__ import annotations
 
+import types
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -31,10 +32,31 @@ def parallel_kernel(function: F) -> F:
 
 
 def serial_kernel(function: F) -> F:
-    """Compile ``function`` as a single-threaded kernel for small inputs, cached on disk."""
+    """Compile ``function`` as a single-threaded kernel for small inputs, cached on disk.
+
+    Numba's on-disk cache keys a function by its qualified name, source line, signature and
+    bytecode, not by ``parallel=``: compiled from the same function object, the serial and
+    the parallel versions would overwrite and load each other's machine code. The serial
+    one is therefore compiled from a renamed copy (``<name>_serial``).
+    """
     return numba.njit(  # type: ignore[return-value]
         fastmath=set(FASTMATH), cache=True, nogil=True, error_model="numpy"
-    )(function)
+    )(_renamed(function, "_serial"))
+
+
+def _renamed(function: F, suffix: str) -> F:
+    """A copy of ``function`` (same code and globals) whose name ends in ``suffix``."""
+    clone = types.FunctionType(
+        function.__code__,
+        function.__globals__,
+        function.__name__ + suffix,
+        function.__defaults__,
+        function.__closure__,
+    )
+    clone.__qualname__ = function.__qualname__ + suffix
+    clone.__module__ = function.__module__
+    clone.__doc__ = function.__doc__
+    return clone  # type: ignore[return-value]
 
 
 def row_helper(function: F) -> F:

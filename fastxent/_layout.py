@@ -27,9 +27,12 @@ def rows_view(x: NDArray[Any], axis: int, dtype: np.dtype[Any]) -> NDArray[Any]:
     is never written by the kernels; a read-only ``x`` is presented as writable so that it
     shares the compiled code of writable arrays.
     """
-    moved = np.moveaxis(x, axis, -1)
+    moved = x if axis == x.ndim - 1 else np.moveaxis(x, axis, -1)
     n_classes = moved.shape[-1]
-    rows = np.ascontiguousarray(moved.reshape(-1, n_classes), dtype=dtype)
+    if moved.ndim == 2 and moved.dtype == dtype and moved.flags.c_contiguous:
+        rows = moved  # already the kernels' layout: no copy, no reshape
+    else:
+        rows = np.ascontiguousarray(moved.reshape(-1, n_classes), dtype=dtype)
     if not rows.flags.writeable:
         rows = _writable_alias(rows)
     return rows
@@ -45,7 +48,11 @@ def columns_view(x: NDArray[Any], axis: int) -> NDArray[Any]:
 
 def rows_target(target: NDArray[Any]) -> NDArray[np.int64]:
     """Integer class indices flattened to one C-contiguous int64 row per sample."""
-    return np.ascontiguousarray(target.reshape(-1), dtype=np.int64)
+    if target.ndim == 1 and target.dtype == np.int64 and target.flags.c_contiguous:
+        labels = target
+    else:
+        labels = np.ascontiguousarray(target.reshape(-1), dtype=np.int64)
+    return labels if labels.flags.writeable else _writable_alias(labels)
 
 
 def from_rows(rows: NDArray[Any], shape: tuple[int, ...], axis: int) -> NDArray[Any]:

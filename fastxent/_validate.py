@@ -15,13 +15,13 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 REDUCTIONS = ("mean", "sum", "none")
-_FLOAT_DTYPES = (np.float16, np.float32, np.float64)
+_FLOAT_CODES = ("e", "f", "d")  # float16, float32, float64 (dtype.char: a fast check)
 
 
 def float_array(x: ArrayLike, name: str) -> NDArray[Any]:
     """``x`` as a float16/32/64 array with at least one (class) axis."""
-    array = np.asarray(x)
-    if array.dtype not in _FLOAT_DTYPES:
+    array = x if type(x) is np.ndarray else np.asarray(x)
+    if array.dtype.char not in _FLOAT_CODES:
         raise TypeError(
             f"{name} must be a float16, float32 or float64 array, got dtype {array.dtype}; "
             f"convert it first, e.g. {name}.astype(np.float32)"
@@ -33,6 +33,8 @@ def float_array(x: ArrayLike, name: str) -> NDArray[Any]:
 
 def class_axis(axis: Any, ndim: int, name: str = "axis") -> int:
     """``axis`` as a non-negative axis index of an ``ndim``-dimensional array."""
+    if type(axis) is int and -ndim <= axis < ndim:  # the common case, checked quickly
+        return axis % ndim
     if isinstance(axis, (bool, np.bool_)) or not isinstance(axis, numbers.Integral):
         raise TypeError(f"{name} must be an int, got {type(axis).__name__}")
     if not -ndim <= int(axis) < ndim:
@@ -69,6 +71,8 @@ def log_base(base: Any) -> float:
 
 
 def real_in_range(value: Any, name: str, low: float, high: float) -> float:
+    if type(value) is float and low <= value <= high:  # the common case, checked quickly
+        return value
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
     number = float(value)
@@ -78,6 +82,8 @@ def real_in_range(value: Any, name: str, low: float, high: float) -> float:
 
 
 def integer(value: Any, name: str) -> int:
+    if type(value) is int:
+        return value
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an int, got {type(value).__name__}")
     return int(value)

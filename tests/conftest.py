@@ -7,6 +7,9 @@ float32, so it is held to float32's tolerance.
 
 from __future__ import annotations
 
+import importlib
+import os
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -35,6 +38,34 @@ SHAPES_2D = [
     pytest.param((3, 1009), id="3x1009"),
     pytest.param((37, 1031), id="37x1031-parallel"),
 ]
+
+
+#: Set to ``1`` (as .ci/run does) to make a missing PyTorch a failure instead of a skip.
+REQUIRE_TORCH_ENV = "FASTXENT_REQUIRE_TORCH"
+
+
+def import_torch() -> ModuleType:
+    """PyTorch, for the parity tests; skip them when it cannot be imported.
+
+    With ``FASTXENT_REQUIRE_TORCH=1`` in the environment a missing (or broken) PyTorch fails
+    instead, so that CI cannot pass by silently skipping every comparison with it. Called at
+    module level it skips or fails the whole module (a collection error); inside a test, that
+    test.
+    """
+    try:
+        return importlib.import_module("torch")
+    except ImportError as error:
+        reason = f"PyTorch cannot be imported ({type(error).__name__}: {error})"
+    # Outside the except block, so the report is this message, not a chained traceback.
+    if os.environ.get(REQUIRE_TORCH_ENV) == "1":
+        pytest.fail(
+            f"{reason}, but {REQUIRE_TORCH_ENV}=1 requires it: install the `peers` extra "
+            "(pip install -e '.[peers]') or unset the variable",
+            pytrace=False,
+        )
+    pytest.skip(
+        f"{reason}; set {REQUIRE_TORCH_ENV}=1 to make this a failure", allow_module_level=True
+    )
 
 
 def result_dtype(dtype: Any) -> np.dtype[Any]:

@@ -62,7 +62,7 @@ def _prepare(
     smoothing = _validate.real_in_range(label_smoothing, "label_smoothing", 0.0, 1.0)
     ignore = _validate.integer(ignore_index, "ignore_index")
     weights = _validate.class_weight(weight, n_classes)
-    target_array = np.asarray(target)
+    target_array = target if type(target) is np.ndarray else np.asarray(target)
     kind = _validate.target_kind(target_array)
     batch_shape = array.shape[:class_axis] + array.shape[class_axis + 1 :]
     dtype = compute_dtype(array.dtype)
