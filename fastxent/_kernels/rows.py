@@ -1,8 +1,7 @@
 """Loops over one row of classes: the building blocks every softmax kernel is made of.
 
-Each helper takes 1-D contiguous rows and compiles to a SIMD loop (LLVM inlines them into
-the kernels). LLVM picks 256-bit vectors on this CPU family; 512-bit ones ran 1.4x faster
-on one thread but stopped two threads from scaling at all, so no wider hint is given.
+Each helper takes 1-D contiguous rows and compiles to a SIMD loop, vectorised with 512-bit
+registers where the CPU has them (``use_512bit_vectors``), then inlined into the kernels.
 Sums are accumulated in float64: a float32 running sum loses ~1e-5 relative over 262144
 classes.
 """
@@ -14,7 +13,7 @@ import math
 import numpy as np
 
 from fastxent._config import row_helper
-from fastxent._simd import exp_nonpositive, fmax, prefetch
+from fastxent._simd import exp_nonpositive, fmax, prefetch, use_512bit_vectors
 
 # The exp loops run in blocks of PREFETCH_BLOCK elements, prefetching the matching cache
 # lines (64 bytes) of the next row before each block.
@@ -25,6 +24,7 @@ CACHE_LINE_BYTES = 64
 @row_helper
 def row_max(row):
     """Largest element of ``row``, ignoring ``nan`` (a ``nan`` row gives ``nan`` later)."""
+    use_512bit_vectors()
     largest = row[0]
     for c in range(row.size):
         largest = fmax(largest, row[c])
@@ -39,6 +39,7 @@ def row_exp_into(row, shift, out, upcoming):
     prefetched, so that its memory-bound max pass overlaps this compute-bound one: 1.2-2x
     faster on rows that come from DRAM.
     """
+    use_512bit_vectors()
     n = row.size
     n_blocks = n // PREFETCH_BLOCK
     line = CACHE_LINE_BYTES // upcoming.itemsize
@@ -63,6 +64,7 @@ def row_exp_in_place(out, shift, upcoming):
     A separate loop because LLVM does not vectorise ``row_exp_into(x, s, x, ...)``: its
     runtime overlap check sends identical input and output to the scalar loop.
     """
+    use_512bit_vectors()
     n = out.size
     n_blocks = n // PREFETCH_BLOCK
     line = CACHE_LINE_BYTES // upcoming.itemsize
@@ -87,6 +89,7 @@ def row_log_softmax_into(row, top, log_total, out):
     Forming ``top + log_total`` first in float32 would cost ``ulp(top)`` of accuracy:
     ~2e-5 relative at logits near 30.
     """
+    use_512bit_vectors()
     top64 = np.float64(top)
     for c in range(row.size):
         out[c] = (np.float64(row[c]) - top64) - log_total
@@ -95,6 +98,7 @@ def row_log_softmax_into(row, top, log_total, out):
 @row_helper
 def row_scale(out, factor):
     """Multiply ``out`` by ``factor`` in place."""
+    use_512bit_vectors()
     for c in range(out.size):
         out[c] *= factor
 
@@ -106,6 +110,7 @@ def row_weighted_gap(row, weight, top):
     With ``top = max(row)`` every term is >= 0, so the sum has no cancellation. A zero
     weight on a ``-inf`` logit contributes 0 (not ``0 * inf = nan``).
     """
+    use_512bit_vectors()
     top64 = np.float64(top)
     total = 0.0
     for c in range(row.size):
@@ -117,6 +122,7 @@ def row_weighted_gap(row, weight, top):
 @row_helper
 def row_target_mass(target, weight, keep, spread):
     """``sum_c weight[c] * (keep * target[c] + spread)``: the total mass ``A`` of a row."""
+    use_512bit_vectors()
     total = 0.0
     for c in range(target.size):
         total += weight[c] * (keep * np.float64(target[c]) + spread)
@@ -129,6 +135,7 @@ def row_target_gap(row, target, weight, keep, spread, top):
 
     Classes with ``a_c == 0`` contribute 0 even at a ``-inf`` logit (0 log 0 = 0).
     """
+    use_512bit_vectors()
     top64 = np.float64(top)
     total = 0.0
     for c in range(row.size):
@@ -141,6 +148,7 @@ def row_target_gap(row, target, weight, keep, spread, top):
 @row_helper
 def row_subtract_target(out, target, weight, keep, spread, factor):
     """``out[c] -= factor * weight[c] * (keep * target[c] + spread)`` in place."""
+    use_512bit_vectors()
     for c in range(out.size):
         mass = weight[c] * (keep * np.float64(target[c]) + spread)
         out[c] -= factor * mass
@@ -149,6 +157,7 @@ def row_subtract_target(out, target, weight, keep, spread, factor):
 @row_helper
 def row_subtract_weight(out, weight, factor):
     """``out[c] -= factor * weight[c]`` in place."""
+    use_512bit_vectors()
     for c in range(out.size):
         out[c] -= factor * weight[c]
 
@@ -156,6 +165,7 @@ def row_subtract_weight(out, weight, factor):
 @row_helper
 def row_neg_entropy(probabilities):
     """``sum_c q_c log q_c`` in float64, with ``0 log 0 = 0`` (a ``nan`` stays ``nan``)."""
+    use_512bit_vectors()
     total = 0.0
     for c in range(probabilities.size):
         q = np.float64(probabilities[c])
