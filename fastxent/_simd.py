@@ -229,7 +229,16 @@ def vector_width_bits() -> int:
 
 
 @intrinsic
-def _prefer_512bit_vectors(typingctx):
+def use_512bit_vectors(typingctx):
+    """Let LLVM vectorise the calling function with 512-bit registers.
+
+    LLVM's tuning for AVX-512 CPUs prefers 256-bit vectors. For the polynomial ``exp`` the
+    512-bit ones ran 1.25-1.35x faster with two threads on the reference machine (Xeon,
+    AVX-512). The hint is an attribute of the function whose body calls this intrinsic
+    (an intrinsic, not an ``overload``, so that it lands there); on CPUs without AVX-512
+    LLVM ignores it.
+    """
+
     def codegen(context, builder, signature, args):
         # llvmlite validates attribute names; string attributes go in through the set itself.
         attributes = builder.function.attributes
@@ -238,18 +247,3 @@ def _prefer_512bit_vectors(typingctx):
         return context.get_dummy_value()
 
     return types.none(), codegen
-
-
-def use_512bit_vectors() -> None:
-    """Let LLVM vectorise the calling function with 512-bit registers (a no-op in Python).
-
-    LLVM's tuning for AVX-512 CPUs prefers 256-bit vectors. For the polynomial ``exp`` the
-    512-bit ones ran 1.25-1.35x faster with two threads on the reference machine (Xeon,
-    AVX-512). The hint is an attribute of the calling function only; on CPUs without
-    AVX-512 LLVM ignores it.
-    """
-
-
-@overload(use_512bit_vectors)
-def _use_512bit_vectors_jit():
-    return lambda: _prefer_512bit_vectors()

@@ -17,7 +17,7 @@ from fastxent._simd import exp_nonpositive, fmax, prefetch, use_512bit_vectors
 
 # The exp loops run in blocks of PREFETCH_BLOCK elements, prefetching the matching cache
 # lines (64 bytes) of the next row before each block.
-PREFETCH_BLOCK = 64
+PREFETCH_BLOCK = 1024
 CACHE_LINE_BYTES = 64
 
 
@@ -29,6 +29,22 @@ def row_max(row):
     for c in range(row.size):
         largest = fmax(largest, row[c])
     return largest
+
+
+@row_helper
+def _exp_shifted(row, shift, out):
+    # Loops run over range(size) of slices: with an index Numba cannot prove >= 0 it emits
+    # a negative-index wraparound select, and LLVM then falls back to gather/scatter.
+    use_512bit_vectors()
+    for c in range(row.size):
+        out[c] = exp_nonpositive(row[c] - shift)
+
+
+@row_helper
+def _exp_shifted_in_place(out, shift):
+    use_512bit_vectors()
+    for c in range(out.size):
+        out[c] = exp_nonpositive(out[c] - shift)
 
 
 @row_helper
@@ -45,12 +61,13 @@ def row_exp_into(row, shift, out, upcoming):
     line = CACHE_LINE_BYTES // upcoming.itemsize
     for block in range(n_blocks):
         start = block * PREFETCH_BLOCK
-        for ahead in range(start, start + PREFETCH_BLOCK, line):
-            prefetch(upcoming, ahead)
-        for c in range(start, start + PREFETCH_BLOCK):
-            out[c] = exp_nonpositive(row[c] - shift)
-    for c in range(n_blocks * PREFETCH_BLOCK, n):
-        out[c] = exp_nonpositive(row[c] - shift)
+        for ahead in range(0, PREFETCH_BLOCK, line):
+            prefetch(upcoming, start + ahead)
+        _exp_shifted(
+            row[start : start + PREFETCH_BLOCK], shift, out[start : start + PREFETCH_BLOCK]
+        )
+    tail = n_blocks * PREFETCH_BLOCK
+    _exp_shifted(row[tail:], shift, out[tail:])
     total = 0.0
     for c in range(n):
         total += np.float64(out[c])
@@ -70,12 +87,10 @@ def row_exp_in_place(out, shift, upcoming):
     line = CACHE_LINE_BYTES // upcoming.itemsize
     for block in range(n_blocks):
         start = block * PREFETCH_BLOCK
-        for ahead in range(start, start + PREFETCH_BLOCK, line):
-            prefetch(upcoming, ahead)
-        for c in range(start, start + PREFETCH_BLOCK):
-            out[c] = exp_nonpositive(out[c] - shift)
-    for c in range(n_blocks * PREFETCH_BLOCK, n):
-        out[c] = exp_nonpositive(out[c] - shift)
+        for ahead in range(0, PREFETCH_BLOCK, line):
+            prefetch(upcoming, start + ahead)
+        _exp_shifted_in_place(out[start : start + PREFETCH_BLOCK], shift)
+    _exp_shifted_in_place(out[n_blocks * PREFETCH_BLOCK :], shift)
     total = 0.0
     for c in range(n):
         total += np.float64(out[c])
