@@ -66,6 +66,17 @@ def row_helper(function: F) -> F:
     )(function)
 
 
+def kernel_part(function: F) -> F:
+    """A piece of a kernel (with its own ``prange``) inlined into the kernel at Numba's level.
+
+    Inlined before the parallel transformation, its ``prange`` runs threaded inside the
+    parallel compilation of the kernel and serially inside the serial one.
+    """
+    return numba.njit(  # type: ignore[return-value]
+        fastmath=set(FASTMATH), nogil=True, error_model="numpy", inline="always"
+    )(function)
+
+
 def primitive(function: F) -> F:
     """Compile a vector math primitive: exact IEEE order except fused multiply-add."""
     return numba.njit(  # type: ignore[return-value]

@@ -15,6 +15,10 @@ import numpy as np
 from fastxent._config import row_helper
 from fastxent._simd import exp_nonpositive, fmax, prefetch, use_512bit_vectors
 
+# Rows of at most SHORT_ROW classes are processed TILE_ROWS at a time (short_rows_exp).
+SHORT_ROW = 32
+TILE_ROWS = 256
+
 # The exp loops run in blocks of PREFETCH_BLOCK elements, prefetching the matching cache
 # lines (64 bytes) of the next row before each block.
 PREFETCH_BLOCK = 1024
@@ -45,6 +49,38 @@ def _exp_shifted_in_place(out, shift):
     use_512bit_vectors()
     for c in range(out.size):
         out[c] = exp_nonpositive(out[c] - shift)
+
+
+@row_helper
+def short_rows_exp(block, tops, out):
+    """For a block of short rows: ``tops[r] = max(block[r])`` and ``out = exp(block - tops)``.
+
+    With a few classes per row, a SIMD loop over one row is mostly its scalar remainder.
+    Here the subtraction runs row by row, then ``exp`` runs as one vector loop over the
+    whole contiguous block. ``out`` (same shape, C-contiguous) may be ``block`` itself.
+    Returns nothing; the caller sums each row of ``out``.
+    """
+    use_512bit_vectors()
+    n_rows = block.shape[0]
+    for r in range(n_rows):
+        tops[r] = row_max(block[r])
+    for r in range(n_rows):
+        row = block[r]
+        target = out[r]
+        top = tops[r]
+        for c in range(row.size):
+            target[c] = row[c] - top
+    _exp_shifted_in_place(out.reshape(-1), out.dtype.type(0.0))
+
+
+@row_helper
+def row_sum(row):
+    """``sum(row)`` in float64."""
+    use_512bit_vectors()
+    total = 0.0
+    for c in range(row.size):
+        total += np.float64(row[c])
+    return total
 
 
 @row_helper

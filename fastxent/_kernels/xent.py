@@ -24,9 +24,11 @@ import math
 import numpy as np
 from numba import prange
 
-from fastxent._config import row_helper
+from fastxent._config import kernel_part, row_helper
 from fastxent._kernels.dispatch import row_kernel
 from fastxent._kernels.rows import (
+    SHORT_ROW,
+    TILE_ROWS,
     row_exp_in_place,
     row_exp_into,
     row_max,
@@ -34,9 +36,11 @@ from fastxent._kernels.rows import (
     row_scale,
     row_subtract_target,
     row_subtract_weight,
+    row_sum,
     row_target_gap,
     row_target_mass,
     row_weighted_gap,
+    short_rows_exp,
 )
 
 
@@ -71,6 +75,11 @@ def xent_sparse_forward(logits, target, weight, ignore_index, smoothing, losses)
     if n_invalid > 0:
         return n_invalid, counted_weight
     weight_total = np.sum(weight)
+    if n_classes <= SHORT_ROW:
+        _sparse_forward_short_rows(
+            logits, target, weight, weight_total, ignore_index, smoothing, losses
+        )
+        return 0, counted_weight
     n_blocks = min(n_rows, 64)
     for block in prange(n_blocks):
         staging = np.empty(n_classes, logits.dtype)
@@ -114,6 +123,12 @@ def xent_sparse_forward_backward(
         scale, denominator = 0.0, 1.0
     weight_total = np.sum(weight)
     spread = smoothing / n_classes
+    if n_classes <= SHORT_ROW:
+        _sparse_forward_backward_short_rows(
+            logits, target, weight, weight_total, ignore_index, smoothing, scale, denominator,
+            losses, grad,
+        )  # fmt: skip
+        return 0, counted_weight
     for i in prange(n_rows):
         label = target[i]
         out = grad[i]
@@ -141,6 +156,85 @@ def xent_sparse_forward_backward(
             row_subtract_weight(out, weight, scale * spread / denominator)
         out[label] -= scale * ((1.0 - smoothing) * label_weight / denominator)
     return 0, counted_weight
+
+
+@kernel_part
+def _sparse_forward_short_rows(
+    logits, target, weight, weight_total, ignore_index, smoothing, losses
+):
+    """The sparse forward for rows of at most ``SHORT_ROW`` classes, a tile of rows at once."""
+    n_rows, n_classes = logits.shape
+    n_tiles = (n_rows + TILE_ROWS - 1) // TILE_ROWS
+    for tile in prange(n_tiles):
+        start = tile * TILE_ROWS
+        stop = min(start + TILE_ROWS, n_rows)
+        block = logits[start:stop]
+        tops = np.empty(stop - start, logits.dtype)
+        exps = np.empty_like(block)
+        short_rows_exp(block, tops, exps)
+        for r in range(stop - start):
+            label = target[start + r]
+            if label == ignore_index:
+                losses[start + r] = 0.0
+                continue
+            row = block[r]
+            gap = row_weighted_gap(row, weight, tops[r]) if smoothing > 0.0 else 0.0
+            losses[start + r] = sparse_loss(
+                math.log(row_sum(exps[r])), tops[r], row[label], weight[label], weight_total,
+                gap, smoothing, n_classes,
+            )  # fmt: skip
+
+
+@kernel_part
+def _sparse_forward_backward_short_rows(
+    logits,
+    target,
+    weight,
+    weight_total,
+    ignore_index,
+    smoothing,
+    scale,
+    denominator,
+    losses,
+    grad,
+):
+    """The sparse forward + gradient for short rows; ``grad`` may be ``logits`` itself."""
+    n_rows, n_classes = logits.shape
+    spread = smoothing / n_classes
+    n_tiles = (n_rows + TILE_ROWS - 1) // TILE_ROWS
+    for tile in prange(n_tiles):
+        start = tile * TILE_ROWS
+        stop = min(start + TILE_ROWS, n_rows)
+        block = logits[start:stop]
+        out = grad[start:stop]
+        # Everything read from the logits is read before `out` (maybe the logits) is written.
+        target_logits = np.empty(stop - start, logits.dtype)
+        gaps = np.zeros(stop - start)
+        tops = np.empty(stop - start, logits.dtype)
+        for r in range(stop - start):
+            label = target[start + r]
+            target_logits[r] = block[r, 0] if label == ignore_index else block[r, label]
+            if smoothing > 0.0:
+                gaps[r] = row_weighted_gap(block[r], weight, row_max(block[r]))
+        short_rows_exp(block, tops, out)
+        for r in range(stop - start):
+            label = target[start + r]
+            row_out = out[r]
+            if label == ignore_index:
+                losses[start + r] = 0.0
+                row_out[:] = 0.0
+                continue
+            total = row_sum(row_out)
+            label_weight = weight[label]
+            losses[start + r] = sparse_loss(
+                math.log(total), tops[r], target_logits[r], label_weight, weight_total,
+                gaps[r], smoothing, n_classes,
+            )  # fmt: skip
+            mass = (1.0 - smoothing) * label_weight + spread * weight_total
+            row_scale(row_out, row_out.dtype.type(scale * (mass / denominator) / total))
+            if smoothing > 0.0:
+                row_subtract_weight(row_out, weight, scale * spread / denominator)
+            row_out[label] -= scale * ((1.0 - smoothing) * label_weight / denominator)
 
 
 @row_kernel
