@@ -14,10 +14,13 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+_FLOAT32 = np.dtype(np.float32)
+_FLOAT64 = np.dtype(np.float64)
+
 
 def compute_dtype(dtype: np.dtype[Any]) -> np.dtype[Any]:
     """float64 stays float64; float16 and float32 are computed in float32."""
-    return np.dtype(np.float64) if dtype == np.float64 else np.dtype(np.float32)
+    return _FLOAT64 if dtype.char == "d" else _FLOAT32
 
 
 def rows_view(x: NDArray[Any], axis: int, dtype: np.dtype[Any]) -> NDArray[Any]:
@@ -27,10 +30,12 @@ def rows_view(x: NDArray[Any], axis: int, dtype: np.dtype[Any]) -> NDArray[Any]:
     is never written by the kernels; a read-only ``x`` is presented as writable so that it
     shares the compiled code of writable arrays.
     """
+    if x.ndim == 2 and axis == 1 and x.dtype is dtype and x.flags.c_contiguous:
+        return x if x.flags.writeable else _writable_alias(x)  # already the kernels' layout
     moved = x if axis == x.ndim - 1 else np.moveaxis(x, axis, -1)
     n_classes = moved.shape[-1]
     if moved.ndim == 2 and moved.dtype == dtype and moved.flags.c_contiguous:
-        rows = moved  # already the kernels' layout: no copy, no reshape
+        rows = moved
     else:
         rows = np.ascontiguousarray(moved.reshape(-1, n_classes), dtype=dtype)
     if not rows.flags.writeable:

@@ -89,10 +89,21 @@ def integer(value: Any, name: str) -> int:
     return int(value)
 
 
+_ONES: dict[int, NDArray[np.float64]] = {}
+
+
 def class_weight(weight: ArrayLike | None, n_classes: int) -> NDArray[np.float64]:
-    """Per-class weights as float64 ``(C,)``: finite and non-negative. ``None`` means ones."""
+    """Per-class weights as float64 ``(C,)``: finite and non-negative. ``None`` means ones.
+
+    The arrays of ones are shared between calls (the kernels never write weights).
+    """
     if weight is None:
-        return np.ones(n_classes)
+        ones = _ONES.get(n_classes)
+        if ones is None:
+            if len(_ONES) > 64:
+                _ONES.clear()
+            ones = _ONES[n_classes] = np.ones(n_classes)
+        return ones
     array = np.asarray(weight)
     if array.dtype.kind not in "iuf":
         raise TypeError(f"weight must be a real (int or float) array, got dtype {array.dtype}")

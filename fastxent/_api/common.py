@@ -18,6 +18,7 @@ def reduce_losses(
     log_base: float,
     batch_shape: tuple[int, ...],
     dtype: np.dtype[Any],
+    total: float | None = None,
 ) -> Loss:
     """Per-sample float64 losses to the requested reduction, in base ``e ** log_base``.
 
@@ -27,7 +28,7 @@ def reduce_losses(
     if reduction == "none":
         scaled = losses if log_base == 1.0 else losses / log_base
         return scaled.reshape(batch_shape).astype(dtype)
-    total = float(np.sum(losses))
+    total = float(losses.sum()) if total is None else total
     if reduction == "mean":
         total = total / denominator if denominator != 0 else math.nan
     return dtype.type(total / log_base)

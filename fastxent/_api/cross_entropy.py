@@ -167,21 +167,21 @@ def cross_entropy(
             if problem.columns
             else kernels.xent_sparse_forward
         )
-        n_invalid, denominator = kernel(
+        n_invalid, denominator, total = kernel(
             rows.size, rows, problem.labels, problem.weight, problem.ignore_index,
             problem.smoothing, losses.reshape(problem.labels.shape),
         )  # fmt: skip
         if n_invalid:
             _raise_for_labels(problem, target)
     else:
-        denominator = rows.shape[0]
+        denominator, total = rows.shape[0], None
         kernels.xent_dense_forward(
             rows.size, rows, problem.probabilities, problem.weight, problem.smoothing, False,
             losses,
         )  # fmt: skip
     return reduce_losses(
         losses, problem.reduction, denominator, problem.log_base, problem.batch_shape,
-        problem.dtype,
+        problem.dtype, total,
     )  # fmt: skip
 
 
@@ -244,7 +244,7 @@ def cross_entropy_with_grad(
             if problem.columns
             else kernels.xent_sparse_forward_backward
         )
-        n_invalid, denominator = kernel(
+        n_invalid, denominator, total = kernel(
             rows.size, rows, problem.labels, problem.weight, problem.ignore_index,
             problem.smoothing, mean, problem.log_base, in_place,
             losses.reshape(problem.labels.shape), grad_rows,
@@ -253,7 +253,7 @@ def cross_entropy_with_grad(
             _raise_for_labels(problem, target)
     else:
         losses = np.empty(rows.shape[0])
-        denominator = rows.shape[0]
+        denominator, total = rows.shape[0], None
         scale = gradient_scale(problem.reduction, denominator, problem.log_base)
         kernels.xent_dense_forward_backward(
             rows.size, rows, problem.probabilities, problem.weight, problem.smoothing, scale,
@@ -261,7 +261,7 @@ def cross_entropy_with_grad(
         )  # fmt: skip
     loss = reduce_losses(
         losses, problem.reduction, denominator, problem.log_base, problem.batch_shape,
-        problem.dtype,
+        problem.dtype, total,
     )  # fmt: skip
     if problem.columns:
         grad = grad_rows.reshape(problem.logits.shape)

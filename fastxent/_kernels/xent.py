@@ -73,13 +73,13 @@ def xent_sparse_forward(logits, target, weight, ignore_index, smoothing, losses)
     n_rows, n_classes = logits.shape
     n_invalid, counted_weight = label_summary(target, weight, ignore_index, n_classes)
     if n_invalid > 0:
-        return n_invalid, counted_weight
+        return n_invalid, counted_weight, 0.0
     weight_total = np.sum(weight)
     if n_classes <= SHORT_ROW:
         _sparse_forward_short_rows(
             logits, target, weight, weight_total, ignore_index, smoothing, losses
         )
-        return 0, counted_weight
+        return 0, counted_weight, row_sum(losses.reshape(-1))
     n_blocks = min(n_rows, 64)
     for block in prange(n_blocks):
         staging = np.empty(n_classes, logits.dtype)
@@ -97,7 +97,7 @@ def xent_sparse_forward(logits, target, weight, ignore_index, smoothing, losses)
             losses[i] = sparse_loss(
                 log_total, top, row[label], weight[label], weight_total, gap, smoothing, n_classes
             )
-    return 0, counted_weight
+    return 0, counted_weight, row_sum(losses.reshape(-1))
 
 
 @row_kernel
@@ -114,7 +114,7 @@ def xent_sparse_forward_backward(
     n_rows, n_classes = logits.shape
     n_invalid, counted_weight = label_summary(target, weight, ignore_index, n_classes)
     if n_invalid > 0:
-        return n_invalid, counted_weight
+        return n_invalid, counted_weight, 0.0
     # Gradient scale 1 / (log_base * denominator), applied as a division so that a tiny
     # (subnormal) denominator does not overflow before it meets the weights above it.
     scale = 1.0 / log_base
@@ -128,7 +128,7 @@ def xent_sparse_forward_backward(
             logits, target, weight, weight_total, ignore_index, smoothing, scale, denominator,
             losses, grad,
         )  # fmt: skip
-        return 0, counted_weight
+        return 0, counted_weight, row_sum(losses.reshape(-1))
     for i in prange(n_rows):
         label = target[i]
         out = grad[i]
@@ -155,7 +155,7 @@ def xent_sparse_forward_backward(
         if smoothing > 0.0:
             row_subtract_weight(out, weight, scale * spread / denominator)
         out[label] -= scale * ((1.0 - smoothing) * label_weight / denominator)
-    return 0, counted_weight
+    return 0, counted_weight, row_sum(losses.reshape(-1))
 
 
 @kernel_part

@@ -17,6 +17,7 @@ from numba import prange
 
 from fastxent._config import row_helper
 from fastxent._kernels.dispatch import row_kernel
+from fastxent._kernels.rows import row_sum
 from fastxent._kernels.xent import label_summary, sparse_loss
 from fastxent._simd import exp_nonpositive, fmax
 
@@ -42,7 +43,7 @@ def xent_sparse_forward_columns(logits, target, weight, ignore_index, smoothing,
     n_outer, n_classes, n_inner = logits.shape
     n_invalid, counted_weight = label_summary(target.reshape(-1), weight, ignore_index, n_classes)
     if n_invalid > 0:
-        return n_invalid, counted_weight
+        return n_invalid, counted_weight, 0.0
     weight_total = np.sum(weight)
     n_tiles = (n_inner + TILE - 1) // TILE
     for task in prange(n_outer * n_tiles):
@@ -72,7 +73,7 @@ def xent_sparse_forward_columns(logits, target, weight, ignore_index, smoothing,
                 math.log(total[b - start]), top[b - start], logits[a, label, b],
                 weight[label], weight_total, gap[b - start], smoothing, n_classes,
             )  # fmt: skip
-    return 0, counted_weight
+    return 0, counted_weight, row_sum(losses.reshape(-1))
 
 
 @row_kernel
@@ -87,7 +88,7 @@ def xent_sparse_forward_backward_columns(
     n_outer, n_classes, n_inner = logits.shape
     n_invalid, counted_weight = label_summary(target.reshape(-1), weight, ignore_index, n_classes)
     if n_invalid > 0:
-        return n_invalid, counted_weight
+        return n_invalid, counted_weight, 0.0
     # Gradient scale 1 / (log_base * denominator), applied as a division so that a tiny
     # (subnormal) denominator does not overflow before it meets the weights above it.
     scale = 1.0 / log_base
@@ -153,4 +154,4 @@ def xent_sparse_forward_backward_columns(
                     grad[a, c, b] = 0.0
             else:
                 grad[a, label, b] -= scale * ((1.0 - smoothing) * weight[label] / denominator)
-    return 0, counted_weight
+    return 0, counted_weight, row_sum(losses.reshape(-1))
