@@ -9,6 +9,7 @@ versions compile lazily, on first use, and are cached on disk.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -26,8 +27,18 @@ class RowKernel:
     def __init__(self, function: Callable[..., Any]) -> None:
         self.__name__ = function.__name__
         self.__doc__ = function.__doc__
-        self.parallel = parallel_kernel(function)
-        self.serial = serial_kernel(function)
+        self.function = function
+
+    # Numba dispatchers are created on first use: making 26 of them at import took ~20 ms.
+    @functools.cached_property
+    def parallel(self) -> Any:
+        """The ``parallel=True`` compilation (a Numba dispatcher)."""
+        return parallel_kernel(self.function)
+
+    @functools.cached_property
+    def serial(self) -> Any:
+        """The single-threaded compilation (a Numba dispatcher)."""
+        return serial_kernel(self.function)
 
     def __call__(self, n_elements: int, *args: Any) -> Any:
         """Run on ``args``; ``n_elements`` (the logits' size) picks the compilation."""
