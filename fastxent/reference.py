@@ -119,10 +119,17 @@ def _logsumexp_rows(z: F64) -> F64:
 
 
 def _log_softmax_rows(z: F64) -> tuple[F64, F64]:
-    """``(log_softmax(z), logsumexp(z))`` over the last axis."""
-    lse = _logsumexp_rows(z)
-    with np.errstate(invalid="ignore"):
-        return z - lse[..., np.newaxis], lse
+    """``(log_softmax(z), logsumexp(z))`` over the last axis.
+
+    ``log_softmax = (z - m) - log(sum(exp(z - m)))``: subtracting ``m`` first keeps
+    ``log S`` from being rounded away next to large ``m`` (``z - logsumexp(z)`` would give
+    0 for ``z = [1e30, 1e30]``).
+    """
+    m = np.max(z, axis=-1, keepdims=True)
+    with np.errstate(invalid="ignore"):  # -inf - -inf and inf - inf are nan: wanted
+        shifted = z - m
+        log_s = np.log(np.sum(np.exp(shifted), axis=-1, keepdims=True))
+        return shifted - log_s, (log_s + m)[..., 0]
 
 
 def _log_base(base: float | None) -> float:

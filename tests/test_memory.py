@@ -72,4 +72,4 @@ def test_the_measurement_sees_a_copy():
         timeout=600,
     )
     assert result.returncode == 0, result.stderr
-    assert float(result.stdout.strip().splitlines()[-1]) > 0.9
+    assert float(result.stdout.strip().splitlines()[-1]) > 0.5

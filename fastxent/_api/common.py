@@ -25,13 +25,15 @@ def reduce_losses(
     ``"mean"`` divides the sum by ``denominator``; a zero denominator (empty batch, every
     row ignored) gives ``nan``. Sums are taken in float64 (NumPy's pairwise summation).
     """
-    if reduction == "none":
-        scaled = losses if log_base == 1.0 else losses / log_base
-        return scaled.reshape(batch_shape).astype(dtype)
-    total = float(losses.sum()) if total is None else total
-    if reduction == "mean":
-        total = total / denominator if denominator != 0 else math.nan
-    return dtype.type(total / log_base)
+    # A loss beyond float32's range is +inf: the cast may say so, but must not warn.
+    with np.errstate(over="ignore"):
+        if reduction == "none":
+            scaled = losses if log_base == 1.0 else losses / log_base
+            return scaled.reshape(batch_shape).astype(dtype)
+        total = float(losses.sum()) if total is None else total
+        if reduction == "mean":
+            total = total / denominator if denominator != 0 else math.nan
+        return dtype.type(total / log_base)
 
 
 def gradient_scale(reduction: str, denominator: float, log_base: float) -> float:

@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from fastxent._config import row_helper
+from fastxent._config import primitive, row_helper
 from fastxent._simd import exp_nonpositive, fmax, prefetch, use_512bit_vectors
 
 # Rows of at most SHORT_ROW classes are processed TILE_ROWS at a time (short_rows_exp).
@@ -104,10 +104,7 @@ def row_exp_into(row, shift, out, upcoming):
         )
     tail = n_blocks * PREFETCH_BLOCK
     _exp_shifted(row[tail:], shift, out[tail:])
-    total = 0.0
-    for c in range(n):
-        total += np.float64(out[c])
-    return total
+    return row_sum(out)
 
 
 @row_helper
@@ -127,18 +124,16 @@ def row_exp_in_place(out, shift, upcoming):
             prefetch(upcoming, start + ahead)
         _exp_shifted_in_place(out[start : start + PREFETCH_BLOCK], shift)
     _exp_shifted_in_place(out[n_blocks * PREFETCH_BLOCK :], shift)
-    total = 0.0
-    for c in range(n):
-        total += np.float64(out[c])
-    return total
+    return row_sum(out)
 
 
-@row_helper
+@primitive
 def row_log_softmax_into(row, top, log_total, out):
     """Write ``(row - top) - log_total`` into ``out``, rounding once (float64 inside).
 
-    Forming ``top + log_total`` first in float32 would cost ``ulp(top)`` of accuracy:
-    ~2e-5 relative at logits near 30.
+    Forming ``top + log_total`` first would cost ``ulp(top)`` of accuracy (all of it at
+    logits of 1e30), so this loop is compiled without ``reassoc``, which would allow LLVM
+    to do exactly that.
     """
     use_512bit_vectors()
     top64 = np.float64(top)
@@ -154,9 +149,24 @@ def row_scale(out, factor):
         out[c] *= factor
 
 
+@primitive
+def weighted_gap(mass, top, z):
+    """``mass * (top - z)``, also where ``top - z`` alone overflows float64 (a span > 1.8e308).
+
+    Compiled without ``reassoc`` so that the halving is not folded away.
+    """
+    gap = top - z
+    if gap != np.inf or z == -np.inf:
+        return mass * gap
+    return (mass * (0.5 * top - 0.5 * z)) * 2.0
+
+
 @row_helper
-def row_weighted_gap(row, weight, top):
-    """``sum_c weight[c] * (top - row[c])`` in float64; a zero weight contributes 0.
+def row_weighted_gap(row, weight, top, factor):
+    """``sum_c factor * weight[c] * (top - row[c])`` in float64; zero weights contribute 0.
+
+    ``factor`` (label smoothing's ``eps / C``) is applied per term so that the sum stays
+    finite wherever the smoothed loss is, even for logits spanning the float64 range.
 
     With ``top = max(row)`` every term is >= 0, so the sum has no cancellation. A zero
     weight on a ``-inf`` logit contributes 0 (not ``0 * inf = nan``).
@@ -165,8 +175,8 @@ def row_weighted_gap(row, weight, top):
     top64 = np.float64(top)
     total = 0.0
     for c in range(row.size):
-        gap = top64 - np.float64(row[c])
-        total += 0.0 if weight[c] == 0.0 else weight[c] * gap
+        mass = factor * weight[c]
+        total += 0.0 if mass == 0.0 else weighted_gap(mass, top64, np.float64(row[c]))
     return total
 
 
@@ -191,8 +201,7 @@ def row_target_gap(row, target, weight, keep, spread, top):
     total = 0.0
     for c in range(row.size):
         mass = weight[c] * (keep * np.float64(target[c]) + spread)
-        gap = top64 - np.float64(row[c])
-        total += 0.0 if mass == 0.0 else mass * gap
+        total += 0.0 if mass == 0.0 else weighted_gap(mass, top64, np.float64(row[c]))
     return total
 
 
@@ -213,13 +222,33 @@ def row_subtract_weight(out, weight, factor):
         out[c] -= factor * weight[c]
 
 
-@row_helper
-def row_neg_entropy(probabilities):
-    """``sum_c q_c log q_c`` in float64, with ``0 log 0 = 0`` (a ``nan`` stays ``nan``)."""
-    use_512bit_vectors()
+@primitive
+def row_kl_divergence(row, probabilities, top, log_total):
+    """``sum_c q_c (log q_c - log p_c)`` in float64, with ``0 log 0 = 0``.
+
+    Each term uses ``log p_c = (z_c - m) - log S``, so that a row whose ``q`` equals its
+    softmax gives terms that cancel one by one (summing ``-H(q)`` and the cross-entropy
+    separately would leave ~1e-13 of noise), and the terms are summed with Neumaier's
+    compensation. Compiled without ``reassoc``, which would undo both (the loop calls
+    ``log`` per element and does not vectorise anyway).
+    """
+    top64 = np.float64(top)
     total = 0.0
+    compensation = 0.0
     for c in range(probabilities.size):
         q = np.float64(probabilities[c])
         if q != 0.0:
-            total += q * math.log(q)
-    return total
+            z = np.float64(row[c])
+            log_p = (z - top64) - log_total
+            if log_p == -np.inf and z != -np.inf:  # z - m overflowed: a span > 1.8e308
+                term = q * math.log(q) + weighted_gap(q, top64, z) + q * log_total
+            else:
+                term = q * (math.log(q) - log_p)
+            updated = total + term
+            if abs(total) >= abs(term):
+                compensation += (total - updated) + term
+            else:
+                compensation += (term - updated) + total
+            total = updated
+    # An infinite term (q > 0 at a -inf logit) makes the compensation nan: the sum is inf.
+    return total + compensation if math.isfinite(total) else total

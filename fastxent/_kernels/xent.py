@@ -24,15 +24,15 @@ import math
 import numpy as np
 from numba import prange
 
-from fastxent._config import kernel_part, row_helper
+from fastxent._config import kernel_part, primitive, row_helper
 from fastxent._kernels.dispatch import row_kernel
 from fastxent._kernels.rows import (
     SHORT_ROW,
     TILE_ROWS,
     row_exp_in_place,
     row_exp_into,
+    row_kl_divergence,
     row_max,
-    row_neg_entropy,
     row_scale,
     row_subtract_target,
     row_subtract_weight,
@@ -93,7 +93,11 @@ def xent_sparse_forward(logits, target, weight, ignore_index, smoothing, losses)
             top = row_max(row)
             upcoming = logits[i + 1] if i + 1 < stop else row
             log_total = math.log(row_exp_into(row, top, staging, upcoming))
-            gap = row_weighted_gap(row, weight, top) if smoothing > 0.0 else 0.0
+            gap = (
+                row_weighted_gap(row, weight, top, smoothing / n_classes)
+                if smoothing > 0.0
+                else 0.0
+            )
             losses[i] = sparse_loss(
                 log_total, top, row[label], weight[label], weight_total, gap, smoothing, n_classes
             )
@@ -139,7 +143,7 @@ def xent_sparse_forward_backward(
         row = logits[i]
         top = row_max(row)
         target_logit = row[label]
-        gap = row_weighted_gap(row, weight, top) if smoothing > 0.0 else 0.0
+        gap = row_weighted_gap(row, weight, top, smoothing / n_classes) if smoothing > 0.0 else 0.0
         upcoming = logits[i + 1] if i + 1 < n_rows else row
         if in_place:
             total = row_exp_in_place(out, top, upcoming)
@@ -151,10 +155,13 @@ def xent_sparse_forward_backward(
             log_total, top, target_logit, label_weight, weight_total, gap, smoothing, n_classes
         )
         mass = (1.0 - smoothing) * label_weight + spread * weight_total
+        target_exp = np.float64(out[label])
         row_scale(out, out.dtype.type(scale * (mass / denominator) / total))
         if smoothing > 0.0:
             row_subtract_weight(out, weight, scale * spread / denominator)
-        out[label] -= scale * ((1.0 - smoothing) * label_weight / denominator)
+        out[label] = target_gradient(
+            total, target_exp, label_weight, weight_total, smoothing, spread, scale, denominator
+        )
     return 0, counted_weight, row_sum(losses.reshape(-1))
 
 
@@ -178,7 +185,11 @@ def _sparse_forward_short_rows(
                 losses[start + r] = 0.0
                 continue
             row = block[r]
-            gap = row_weighted_gap(row, weight, tops[r]) if smoothing > 0.0 else 0.0
+            gap = (
+                row_weighted_gap(row, weight, tops[r], smoothing / n_classes)
+                if smoothing > 0.0
+                else 0.0
+            )
             losses[start + r] = sparse_loss(
                 math.log(row_sum(exps[r])), tops[r], row[label], weight[label], weight_total,
                 gap, smoothing, n_classes,
@@ -215,7 +226,7 @@ def _sparse_forward_backward_short_rows(
             label = target[start + r]
             target_logits[r] = block[r, 0] if label == ignore_index else block[r, label]
             if smoothing > 0.0:
-                gaps[r] = row_weighted_gap(block[r], weight, row_max(block[r]))
+                gaps[r] = row_weighted_gap(block[r], weight, row_max(block[r]), spread)
         short_rows_exp(block, tops, out)
         for r in range(stop - start):
             label = target[start + r]
@@ -231,10 +242,14 @@ def _sparse_forward_backward_short_rows(
                 gaps[r], smoothing, n_classes,
             )  # fmt: skip
             mass = (1.0 - smoothing) * label_weight + spread * weight_total
+            target_exp = np.float64(row_out[label])
             row_scale(row_out, row_out.dtype.type(scale * (mass / denominator) / total))
             if smoothing > 0.0:
                 row_subtract_weight(row_out, weight, scale * spread / denominator)
-            row_out[label] -= scale * ((1.0 - smoothing) * label_weight / denominator)
+            row_out[label] = target_gradient(
+                total, target_exp, label_weight, weight_total, smoothing, spread, scale,
+                denominator,
+            )  # fmt: skip
 
 
 @row_kernel
@@ -259,10 +274,10 @@ def xent_dense_forward(logits, target, weight, smoothing, with_target_entropy, l
             log_total = math.log(row_exp_into(row, top, staging, upcoming))
             mass = row_target_mass(probabilities, weight, keep, spread)
             gap = row_target_gap(row, probabilities, weight, keep, spread, top)
-            loss = mass * log_total + gap
             if with_target_entropy:
-                loss += row_neg_entropy(probabilities)
-            losses[i] = loss
+                losses[i] = row_kl_divergence(row, probabilities, top, log_total)
+            else:
+                losses[i] = mass * log_total + gap
 
 
 @row_kernel
@@ -288,11 +303,31 @@ def xent_dense_forward_backward(logits, target, weight, smoothing, scale, in_pla
         row_subtract_target(out, probabilities, weight, keep, spread, scale)
 
 
-@row_helper
+@primitive
+def target_gradient(
+    total, target_exp, label_weight, weight_total, smoothing, spread, scale, denominator
+):
+    """The gradient at the target class, ``scale * (A p_y - a_y) / denominator``, in float64.
+
+    Written with ``1 - p_y = (S - e_y) / S``: on a confident row ``p_y`` rounds to 1 in
+    float32 and ``p_y - 1`` computed there would keep no correct digit.
+    """
+    p_target = target_exp / total
+    nll_part = -(1.0 - smoothing) * label_weight * ((total - target_exp) / total)
+    smooth_part = spread * (weight_total * p_target - label_weight)
+    return scale * ((nll_part + smooth_part) / denominator)
+
+
+@primitive
 def sparse_loss(
     log_total, top, target_logit, label_weight, weight_total, gap, smoothing, n_classes
 ):
-    """One row's integer-target loss from its pieces (see the module docstring)."""
+    """One row's integer-target loss from its pieces (see the module docstring).
+
+    Compiled without ``reassoc``: LLVM would otherwise rewrite ``log S + (m - z_y)`` as
+    ``(log S + m) - z_y``, which loses ``log S`` next to logits of 1e30. ``gap`` is the
+    smoothing term's ``(eps / C) sum_c w_c (m - z_c)``, already scaled.
+    """
     nll_weight = (1.0 - smoothing) * label_weight
     # A zero weight removes the term even when the target logit is -inf (0 * inf = 0), but
     # a nan row (nan log_total) still gives nan.
@@ -301,5 +336,5 @@ def sparse_loss(
     else:
         loss = 0.0 * log_total
     if smoothing > 0.0:
-        loss += smoothing / n_classes * (weight_total * log_total + gap)
+        loss += smoothing / n_classes * weight_total * log_total + gap
     return loss

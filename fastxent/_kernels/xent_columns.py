@@ -18,7 +18,7 @@ from numba import prange
 from fastxent._config import row_helper
 from fastxent._kernels.dispatch import row_kernel
 from fastxent._kernels.rows import row_sum
-from fastxent._kernels.xent import label_summary, sparse_loss
+from fastxent._kernels.xent import label_summary, sparse_loss, target_gradient
 from fastxent._simd import exp_nonpositive, fmax
 
 TILE = 512  # positions per task: 512 float64 partial sums stay in L1
@@ -45,6 +45,7 @@ def xent_sparse_forward_columns(logits, target, weight, ignore_index, smoothing,
     if n_invalid > 0:
         return n_invalid, counted_weight, 0.0
     weight_total = np.sum(weight)
+    spread = smoothing / n_classes
     n_tiles = (n_inner + TILE - 1) // TILE
     for task in prange(n_outer * n_tiles):
         a = task // n_tiles
@@ -61,8 +62,10 @@ def xent_sparse_forward_columns(logits, target, weight, ignore_index, smoothing,
             for c in range(n_classes):
                 if weight[c] != 0.0:
                     for b in range(start, stop):
-                        gap[b - start] += weight[c] * (
-                            np.float64(top[b - start]) - np.float64(logits[a, c, b])
+                        gap[b - start] += (
+                            spread
+                            * weight[c]
+                            * (np.float64(top[b - start]) - np.float64(logits[a, c, b]))
                         )
         for b in range(start, stop):
             label = target[a, b]
@@ -117,8 +120,10 @@ def xent_sparse_forward_backward_columns(
             for c in range(n_classes):
                 if weight[c] != 0.0:
                     for b in range(start, stop):
-                        gap[b - start] += weight[c] * (
-                            np.float64(top[b - start]) - np.float64(logits[a, c, b])
+                        gap[b - start] += (
+                            spread
+                            * weight[c]
+                            * (np.float64(top[b - start]) - np.float64(logits[a, c, b]))
                         )
         for c in range(n_classes):  # logits are read before grad (maybe the same) is written
             for b in range(start, stop):
@@ -127,6 +132,7 @@ def xent_sparse_forward_backward_columns(
                 total[b - start] += np.float64(value)
         factor = np.empty(width, grad.dtype)
         active = np.empty(width, grad.dtype)
+        target_exp = np.zeros(width)
         for b in range(start, stop):
             label = target[a, b]
             if label == ignore_index:
@@ -134,6 +140,7 @@ def xent_sparse_forward_backward_columns(
                 factor[b - start] = 0.0
                 active[b - start] = 0.0
                 continue
+            target_exp[b - start] = np.float64(grad[a, label, b])
             log_total = math.log(total[b - start])
             label_weight = weight[label]
             losses[a, b] = sparse_loss(
@@ -153,5 +160,8 @@ def xent_sparse_forward_backward_columns(
                 for c in range(n_classes):
                     grad[a, c, b] = 0.0
             else:
-                grad[a, label, b] -= scale * ((1.0 - smoothing) * weight[label] / denominator)
+                grad[a, label, b] = target_gradient(
+                    total[b - start], target_exp[b - start], weight[label], weight_total,
+                    smoothing, spread, scale, denominator,
+                )  # fmt: skip
     return 0, counted_weight, row_sum(losses.reshape(-1))
