@@ -26,9 +26,7 @@ PRIMITIVE_FASTMATH = frozenset({"contract"})
 
 def parallel_kernel(function: F) -> F:
     """Compile ``function`` as a multi-threaded kernel (``prange`` over rows), cached on disk."""
-    return numba.njit(  # type: ignore[return-value]
-        parallel=True, fastmath=set(FASTMATH), cache=True, nogil=True, error_model="numpy"
-    )(function)
+    return _compile(function, parallel=True, fastmath=set(FASTMATH))
 
 
 def serial_kernel(function: F) -> F:
@@ -39,9 +37,23 @@ def serial_kernel(function: F) -> F:
     the parallel versions would overwrite and load each other's machine code. The serial
     one is therefore compiled from a renamed copy (``<name>_serial``).
     """
-    return numba.njit(  # type: ignore[return-value]
-        fastmath=set(FASTMATH), cache=True, nogil=True, error_model="numpy"
-    )(_renamed(function, "_serial"))
+    return _compile(_renamed(function, "_serial"), fastmath=set(FASTMATH))
+
+
+def _compile(function: F, **options: Any) -> F:
+    """``numba.njit`` with the options every kernel shares, cached on disk when possible.
+
+    Numba caches next to the source, else in ``NUMBA_CACHE_DIR`` or the user's cache
+    directory; when none of them is writable (a read-only install in a read-only home),
+    ``cache=True`` fails at decoration time, and fastxent compiles without a disk cache.
+    """
+    options.update(nogil=True, error_model="numpy")
+    try:
+        return numba.njit(cache=True, **options)(function)  # type: ignore[no-any-return]
+    except RuntimeError as error:
+        if "no locator available" not in str(error):
+            raise
+        return numba.njit(cache=False, **options)(function)  # type: ignore[no-any-return]
 
 
 def _renamed(function: F, suffix: str) -> F:
@@ -61,9 +73,7 @@ def _renamed(function: F, suffix: str) -> F:
 
 def row_helper(function: F) -> F:
     """Compile a loop over one row that the kernels call (LLVM inlines it)."""
-    return numba.njit(  # type: ignore[return-value]
-        fastmath=set(FASTMATH), cache=True, nogil=True, error_model="numpy"
-    )(function)
+    return _compile(function, fastmath=set(FASTMATH))
 
 
 def kernel_part(function: F) -> F:
@@ -79,6 +89,4 @@ def kernel_part(function: F) -> F:
 
 def primitive(function: F) -> F:
     """Compile a vector math primitive: exact IEEE order except fused multiply-add."""
-    return numba.njit(  # type: ignore[return-value]
-        fastmath=set(PRIMITIVE_FASTMATH), cache=True, nogil=True, error_model="numpy"
-    )(function)
+    return _compile(function, fastmath=set(PRIMITIVE_FASTMATH))

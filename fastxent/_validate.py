@@ -81,12 +81,17 @@ def real_in_range(value: Any, name: str, low: float, high: float) -> float:
     return number
 
 
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
+
 def integer(value: Any, name: str) -> int:
-    if type(value) is int:
-        return value
+    """An int that fits in int64 (the kernels' label type)."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    return int(value)
+    number = int(value)
+    if not _INT64_MIN <= number <= _INT64_MAX:
+        raise ValueError(f"{name} must fit in a 64-bit signed integer, got {number}")
+    return number
 
 
 _ONES: dict[int, NDArray[np.float64]] = {}

@@ -272,6 +272,8 @@ def _sigmoid_cross_entropy(
     positive_coef = np.broadcast_to(w * pw * z, x.shape)
     # -log(1 - sigmoid(x)) = softplus(x) and -log(sigmoid(x)) = softplus(-x).
     losses = _times(negative_coef, _softplus(x)) + _times(positive_coef, _softplus(-x))
+    # A nan logit gives a nan loss even where both coefficients are 0: nan is never hidden.
+    losses = np.where(np.isnan(x), np.nan, losses)
     sig = _sigmoid(x)
     grad = negative_coef * sig - positive_coef * _sigmoid(-x)
 

@@ -51,7 +51,7 @@ def _prepare(
     base: Any,
 ) -> tuple[NDArray[Any], NDArray[Any], NDArray[Any], NDArray[Any], NDArray[Any], str, float]:
     array = np.asarray(logits)
-    if array.dtype not in (np.float16, np.float32, np.float64):
+    if array.dtype.char not in "efd":  # float16/32/64, either byte order
         raise TypeError(
             f"logits must be a float16, float32 or float64 array, got dtype {array.dtype}; "
             "convert it first, e.g. logits.astype(np.float32)"
@@ -76,7 +76,9 @@ def _prepare(
     shape = array.shape
     dtype = compute_dtype(array.dtype)
     rows = np.ascontiguousarray(_as_rows(array, shape), dtype=dtype)
-    targets = np.ascontiguousarray(_as_rows(target_array, shape), dtype=dtype)
+    # Targets keep their own precision (float64 targets with float32 logits stay float64).
+    target_dtype = compute_dtype(target_array.dtype) if target_array.dtype.kind == "f" else dtype
+    targets = np.ascontiguousarray(_as_rows(target_array, shape), dtype=target_dtype)
     weights = _as_rows(_broadcast_factor(weight, shape, "weight"), shape)
     pos_weights = _as_rows(_broadcast_factor(pos_weight, shape, "pos_weight"), shape)
     return array, rows, targets, weights, pos_weights, mode, log_base

@@ -78,7 +78,9 @@ def _prepare(
             labels = rows_target(target_array)
     else:
         _validate.same_shape(target_array, array.shape, "target", "logits")
-        probabilities = rows_view(target_array, class_axis, dtype)
+        # Targets keep their own precision (float64 targets with float32 logits stay
+        # float64): a mass of 1e-60 on a masked class must still give +inf.
+        probabilities = rows_view(target_array, class_axis, compute_dtype(target_array.dtype))
     if not columns:
         rows = rows_view(array, class_axis, dtype)
     return _Problem(

@@ -84,10 +84,11 @@ def cross_entropy_from_probs(
         labels = rows_target(target_array)
         # One gather per row: O(N) NumPy, no kernel needed.
         picked = rows[np.arange(rows.shape[0]), labels].astype(np.float64)
-        losses[:] = -np.log(np.clip(picked, clip, 1.0))
+        with np.errstate(divide="ignore"):  # eps=0 and P=0: log(0) = -inf, a loss of inf
+            losses[:] = -np.log(np.clip(picked, clip, 1.0))
     else:
         _validate.same_shape(target_array, array.shape, "target", "probs")
-        targets = rows_view(target_array, class_axis, rows.dtype)
+        targets = rows_view(target_array, class_axis, compute_dtype(target_array.dtype))
         prob_kernels.xent_from_probs_dense(rows.size, rows, targets, clip, losses)
     return reduce_losses(losses, mode, float(rows.shape[0]), log_base, batch_shape, rows.dtype)
 
@@ -191,6 +192,6 @@ def kl_divergence(
         xent_kernels.xent_sparse_forward(rows.size, rows, labels, ones, -1, 0.0, losses)
     else:
         _validate.same_shape(target_array, array.shape, "target", "logits")
-        targets = rows_view(target_array, class_axis, rows.dtype)
+        targets = rows_view(target_array, class_axis, compute_dtype(target_array.dtype))
         xent_kernels.xent_dense_forward(rows.size, rows, targets, ones, 0.0, True, losses)
     return reduce_losses(losses, mode, float(rows.shape[0]), log_base, batch_shape, rows.dtype)

@@ -250,5 +250,7 @@ def row_kl_divergence(row, probabilities, top, log_total):
             else:
                 compensation += (term - updated) + total
             total = updated
+    if log_total != log_total:  # a row without a distribution: nan even if no q reads it
+        return log_total
     # An infinite term (q > 0 at a -inf logit) makes the compensation nan: the sum is inf.
     return total + compensation if math.isfinite(total) else total

@@ -1,0 +1,1018 @@
+"""Hypothesis fuzzing of every public function against ``fastxent.reference``.
+
+Each property draws shapes (0-3 dimensions, sides 0..12, at least one class), dtypes
+(float16/32/64 in native and big-endian byte order), memory layouts (C and Fortran order,
+permuted axes, slices with positive and negative steps, unaligned buffers, read-only
+arrays), integer target dtypes with ``ignore_index`` rows, probability targets, the
+options (``weight``, ``label_smoothing``, ``reduction``, ``base``, ``axis``, ``out``) and
+special values (``inf``, ``-inf``, ``nan``, huge, subnormal), and checks the result against
+the reference computed on a native, C-ordered copy of the same numbers:
+
+- same result dtype, shape and ``nan`` positions, infinities equal, finite values within
+  the dtype's tolerance (float32: rtol 1e-5, atol 1e-6; float64: rtol 1e-12, atol 1e-13;
+  float16 is computed in float32). The absolute tolerance grows with the magnitude of the
+  logits (the loss of a row is a difference of numbers that large) and with the weights
+  that multiply each row's terms;
+- invariants: softmax rows without ``nan``/``inf`` sum to 1; losses of finite rows are >= 0;
+- the caller's arrays are never modified (only an explicit ``out=``).
+
+The last property feeds random wrong arguments to every function: the answer must be a
+``TypeError`` or ``ValueError`` (never another exception, never a crash) and the caller's
+arrays, ``out`` included, must be left as they were.
+
+Huge logits are at most 1e30 (float32) or 1e300 (float64): far beyond ``exp``'s range, yet a
+sum of a few thousand such losses still fits the dtype. The gradient properties stay below
+1e4: the reference forms probabilities as ``exp(log_softmax)``, which is exact only while
+``ulp(logit) << 1`` in float64, so it cannot be the oracle for gradients at 1e30.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+import fastxent
+from fastxent import reference
+
+FUZZ = settings(
+    max_examples=300,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+        HealthCheck.filter_too_much,
+    ],
+)
+
+#: Logits dtypes: each float width in native and big-endian byte order.
+FLOAT_DTYPES = [np.dtype(order + code) for code in ("f2", "f4", "f8") for order in ("=", ">")]
+#: Integer target dtypes (native, and big-endian for a few).
+INT_DTYPES = [
+    np.dtype(code)
+    for code in ("i1", "i2", "i4", "i8", "u1", "u2", "u4", "u8", ">i2", ">i4", ">i8", ">u4")
+]
+LAYOUTS = ("C", "F", "permuted", "strided", "unaligned")
+REDUCTIONS = ["mean", "sum", "none"]
+BASES = [2, 10, math.e, 0.5, 3, np.float64(2.0), np.float32(10.0)]
+#: Tolerances (rtol, atol, unit roundoff) by the dtype a result is computed in.
+TOLERANCES = {
+    np.dtype(np.float32): (1e-5, 1e-6, float(np.finfo(np.float32).eps)),
+    np.dtype(np.float64): (1e-12, 1e-13, float(np.finfo(np.float64).eps)),
+}
+#: Class weights and ``pos_weight``: 0 or in [0.01, 4].
+FACTORS = st.one_of(st.just(0.0), st.floats(0.01, 4.0))
+PARALLEL_MIN_ELEMENTS = 1 << 15
+#: Special probabilities: nan, float32's smallest subnormal, and masses that only float64
+#: holds (a positive mass on a masked class must still give +inf).
+PROBABILITY_SPECIALS = [math.nan, float(np.finfo(np.float32).smallest_subnormal), 1e-30, 1e-300]
+
+
+# --------------------------------------------------------------------------------------
+# Helpers
+# --------------------------------------------------------------------------------------
+
+
+def result_dtype(dtype: np.dtype[Any]) -> np.dtype[Any]:
+    """float64 (either byte order) gives float64; float16 and float32 give float32."""
+    return np.dtype(np.float64) if dtype.char == "d" else np.dtype(np.float32)
+
+
+def native(array: Any) -> Any:
+    """A C-ordered copy of ``array`` in native byte order (what the reference gets)."""
+    if not isinstance(array, np.ndarray):
+        return array
+    return np.array(array, dtype=array.dtype.newbyteorder("="), order="C")
+
+
+def special_values(dtype: np.dtype[Any], huge: bool) -> list[float]:
+    """inf, -inf, nan, +-0, +-subnormal, values beyond exp's range and (optionally) huge."""
+    info = np.finfo(dtype)
+    tiny = float(info.smallest_subnormal)
+    values = [math.inf, -math.inf, math.nan, 0.0, -0.0, tiny, -tiny, 1e4, -1e4]
+    if huge:
+        big = {2: float(info.max), 4: 1e30, 8: 1e300}[dtype.itemsize]
+        values += [big, -big]
+    return values
+
+
+def max_abs_finite(*arrays: Any) -> float:
+    """Largest finite magnitude in ``arrays`` (0 when there is none)."""
+    best = 0.0
+    for array in arrays:
+        values = np.abs(np.asarray(array, dtype=np.float64))
+        values = values[np.isfinite(values)]
+        if values.size:
+            best = max(best, float(values.max()))
+    return best
+
+
+def log_of_base(base: Any) -> float:
+    return 1.0 if base is None else abs(math.log(float(base)))
+
+
+def snapshot(*values: Any) -> list[tuple[Any, bytes | list[str], tuple[int, ...], bool]]:
+    """What the caller's arrays hold now, to check later that nothing was written."""
+    saved = []
+    for value in values:
+        if isinstance(value, np.ndarray):
+            content = [repr(v) for v in value.flat] if value.dtype.hasobject else value.tobytes("A")
+            saved.append((value, content, value.shape, bool(value.flags.writeable)))
+    return saved
+
+
+def assert_unchanged(saved: list[tuple[Any, Any, tuple[int, ...], bool]]) -> None:
+    for value, content, shape, writeable in saved:
+        now = [repr(v) for v in value.flat] if value.dtype.hasobject else value.tobytes("A")
+        assert now == content, "an input array was modified"
+        assert value.shape == shape
+        assert bool(value.flags.writeable) == writeable, "an input's write flag changed"
+
+
+def call_reference(function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """The reference on its own terms: float64 arithmetic that may overflow or meet nan."""
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return function(*args, **kwargs)
+
+
+def assert_close(
+    actual: Any, expected: Any, rtol: float, atol: float, what: str, scalar: bool = False
+) -> None:
+    """Same dtype and shape, ``nan`` where the reference has ``nan``, values within tolerance.
+
+    With ``scalar`` (a ``"mean"`` or ``"sum"`` loss) the result must be a NumPy scalar of the
+    result dtype, not a 0-d array or a Python float.
+    """
+    expected_array = np.asarray(expected)
+    if scalar:
+        assert type(actual) is expected_array.dtype.type, (
+            f"{what}: {type(actual)!r} is not a NumPy {expected_array.dtype} scalar"
+        )
+    else:  # per-sample results: an array (a 1-D input's single sample may be a 0-d one)
+        assert isinstance(actual, (np.ndarray, np.generic)), f"{what}: {type(actual)!r}"
+    actual_array = np.asarray(actual)
+    assert actual_array.dtype == expected_array.dtype, (
+        f"{what}: dtype {actual_array.dtype} != {expected_array.dtype}"
+    )
+    assert actual_array.shape == expected_array.shape, (
+        f"{what}: shape {actual_array.shape} != {expected_array.shape}"
+    )
+    got = actual_array.astype(np.float64)
+    want = expected_array.astype(np.float64)
+    assert np.array_equal(np.isnan(got), np.isnan(want)), (
+        f"{what}: nan positions differ\n got {got}\nwant {want}"
+    )
+    np.testing.assert_allclose(got, want, rtol=rtol, atol=atol, err_msg=what)
+
+
+def reduced_atol(
+    unit: float, mass: np.ndarray, reduction: str, denominator: float, log_base: float
+) -> float:
+    """Absolute tolerance of a loss: ``unit`` per unit of coefficient mass of each row."""
+    mass = np.nan_to_num(np.asarray(mass, dtype=np.float64), nan=0.0, posinf=0.0)
+    if reduction == "none":
+        total = float(mass.max(initial=0.0))
+    else:
+        total = float(mass.sum())
+        if reduction == "mean":
+            total = total / denominator if denominator > 0 else 0.0
+    return unit * max(total, 1.0) / log_base
+
+
+def rows_along(array: np.ndarray, axis: int) -> np.ndarray:
+    """``array`` with ``axis`` moved last, as 2-D rows."""
+    moved = np.moveaxis(array, axis, -1)
+    return moved.reshape(-1, moved.shape[-1])
+
+
+# --------------------------------------------------------------------------------------
+# Strategies
+# --------------------------------------------------------------------------------------
+
+
+def _arrange(values: np.ndarray, layout: str, draw: Callable[[Any], Any]) -> np.ndarray:
+    """An array equal to ``values`` (same dtype and byte order) with the memory ``layout``."""
+    if layout == "F":
+        return values.copy(order="F")
+    if layout == "permuted" and values.ndim > 1:
+        perm = draw(st.permutations(range(values.ndim)))
+        stored = values.transpose(perm).copy(order="C")
+        return stored.transpose(np.argsort(perm))
+    if layout == "strided" and values.ndim > 0:
+        steps = [draw(st.sampled_from([1, 2, 3, -1, -2])) for _ in range(values.ndim)]
+        garbage: Any = math.nan if values.dtype.kind == "f" else np.iinfo(values.dtype).max
+        big = np.full(
+            [side * abs(step) for side, step in zip(values.shape, steps, strict=True)],
+            garbage,
+            dtype=values.dtype,
+        )
+        view = big[tuple(slice(None, None, step) for step in steps)]
+        view[...] = values
+        return view
+    if layout == "unaligned" and values.dtype.itemsize > 1:
+        buffer = np.zeros(values.nbytes + values.dtype.itemsize, dtype=np.uint8)
+        view = buffer[1 : 1 + values.nbytes].view(values.dtype).reshape(values.shape)
+        view[...] = values
+        return view
+    return values.copy(order="C")
+
+
+@st.composite
+def arranged(draw: Callable[[Any], Any], values: np.ndarray) -> np.ndarray:
+    """``values`` in a drawn memory layout, sometimes read-only."""
+    array = _arrange(values, draw(st.sampled_from(LAYOUTS)), draw)
+    if draw(st.integers(0, 4)) == 0:
+        array.setflags(write=False)
+    return array
+
+
+@st.composite
+def float_values(
+    draw: Callable[[Any], Any],
+    shape: tuple[int, ...],
+    dtype: np.dtype[Any],
+    low: float = -30.0,
+    high: float = 30.0,
+    specials: list[float] | None = None,
+) -> np.ndarray:
+    """Native ``dtype`` values in [low, high], a few replaced by ``specials``."""
+    values = np.array(
+        draw(
+            hnp.arrays(
+                np.float64,
+                shape,
+                elements=st.floats(low, high, allow_nan=False, allow_infinity=False),
+            )
+        )
+    )
+    flat = values.reshape(-1)
+    if specials and flat.size and draw(st.booleans()):
+        for _ in range(draw(st.integers(1, min(4, flat.size)))):
+            flat[draw(st.integers(0, flat.size - 1))] = draw(st.sampled_from(specials))
+    return values.astype(dtype.newbyteorder("="))
+
+
+@st.composite
+def logit_arrays(
+    draw: Callable[[Any], Any],
+    huge: bool = True,
+    specials: bool = True,
+    min_dims: int = 1,
+    max_dims: int = 3,
+) -> tuple[np.ndarray, np.ndarray, int, dict[str, Any]]:
+    """``(x, native values, class axis, {"axis": ...} or {})``: 1-3 dims, C >= 1."""
+    shape = list(
+        draw(hnp.array_shapes(min_dims=min_dims, max_dims=max_dims, min_side=0, max_side=12))
+    )
+    axis = draw(st.integers(-len(shape), len(shape) - 1))
+    if shape[axis] == 0:
+        shape[axis] = draw(st.integers(1, 12))
+    dtype = draw(st.sampled_from(FLOAT_DTYPES))
+    values = draw(
+        float_values(
+            tuple(shape), dtype, specials=special_values(dtype, huge) if specials else None
+        )
+    )
+    x = draw(arranged(values.astype(dtype)))
+    kwargs = {} if axis == -1 and draw(st.booleans()) else {"axis": axis}
+    return x, values, axis % len(shape), kwargs
+
+
+@st.composite
+def class_weights(draw: Callable[[Any], Any], n_classes: int) -> Any:
+    """A ``weight`` argument: float/int arrays in either byte order, a list, or strided."""
+    values = np.array(draw(hnp.arrays(np.float64, (n_classes,), elements=FACTORS)))
+    kind = draw(st.sampled_from(["float64", "float32", ">f8", "int", "list"]))
+    if kind == "list":
+        return values.tolist()
+    if kind == "int":
+        return draw(arranged(np.round(values).astype(np.int64)))
+    return draw(arranged(values.astype(kind)))
+
+
+@st.composite
+def common_options(draw: Callable[[Any], Any]) -> dict[str, Any]:
+    """``reduction`` and ``base``, each sometimes left to its default."""
+    kwargs: dict[str, Any] = {}
+    reduction = draw(st.sampled_from([None, *REDUCTIONS]))
+    if reduction is not None:
+        kwargs["reduction"] = reduction
+    base = draw(st.sampled_from(["default", None, *BASES]))
+    if base != "default":
+        kwargs["base"] = base
+    return kwargs
+
+
+@st.composite
+def smoothing(draw: Callable[[Any], Any]) -> dict[str, Any]:
+    value = draw(st.one_of(st.none(), st.sampled_from([0.0, 0.1, 0.5, 1.0]), st.floats(0, 1)))
+    return {} if value is None else {"label_smoothing": value}
+
+
+@st.composite
+def index_problems(
+    draw: Callable[[Any], Any], huge: bool = True, min_dims: int = 1, max_dims: int = 3
+) -> dict[str, Any]:
+    """Logits, integer class indices (some rows ignored) and every option."""
+    x, values, axis, kwargs = draw(logit_arrays(huge=huge, min_dims=min_dims, max_dims=max_dims))
+    n_classes = values.shape[axis]
+    batch = values.shape[:axis] + values.shape[axis + 1 :]
+    target_dtype = draw(st.sampled_from(INT_DTYPES))
+    info = np.iinfo(target_dtype)
+    choice = draw(st.sampled_from(["default", "default", -1, "class", "max", "beyond"]))
+    if choice == "default":
+        ignore = -100
+    elif choice == "class":
+        ignore = draw(st.integers(0, n_classes - 1))
+    elif choice == "max":
+        ignore = min(int(info.max), 2**63 - 1)
+    elif choice == "beyond":
+        ignore = draw(st.sampled_from([2**63, 2**64, -(2**63) - 1, 2**70]))
+    else:
+        ignore = choice
+    if choice != "default" or draw(st.booleans()):
+        kwargs["ignore_index"] = ignore
+    labels = np.array(
+        draw(hnp.arrays(np.int64, batch, elements=st.integers(0, n_classes - 1))), dtype=np.int64
+    )
+    # Ignored rows only where the label dtype and int64 (the reference's view) hold the value.
+    if info.min <= ignore <= min(int(info.max), 2**63 - 1) and labels.size and draw(st.booleans()):
+        mask = draw(hnp.arrays(np.bool_, batch))
+        labels[mask] = ignore
+    target = draw(arranged(labels.astype(target_dtype)))
+    if draw(st.booleans()):
+        kwargs["weight"] = draw(class_weights(n_classes))
+    kwargs.update(draw(smoothing()))
+    kwargs.update(draw(common_options()))
+    return {"x": x, "values": values, "axis": axis, "target": target, "kwargs": kwargs}
+
+
+@st.composite
+def probability_values(
+    draw: Callable[[Any], Any], shape: tuple[int, ...], axis: int, specials: bool = True
+) -> np.ndarray:
+    """float64 probabilities in [0, 1] (exact 0 and 1 common), often normalised along ``axis``."""
+    elements = st.one_of(st.sampled_from([0.0, 1.0]), st.floats(0.0, 1.0))
+    values = np.array(draw(hnp.arrays(np.float64, shape, elements=elements)))
+    if values.size and draw(st.booleans()):
+        total = values.sum(axis=axis, keepdims=True)
+        values = np.where(total > 0, values / np.where(total > 0, total, 1.0), values)
+    return _with_tiny_or_nan(draw, values) if specials else values
+
+
+def _mask_with_tiny_mass(
+    draw: Callable[[Any], Any], logits: np.ndarray, probabilities: np.ndarray
+) -> None:
+    """One time in four: a ``-inf`` logit where the target holds a tiny positive mass.
+
+    The loss there is ``+inf`` (mass on a masked class), however small the mass; most of
+    these masses exist only in float64 (below float32's smallest subnormal).
+    """
+    if logits.size and draw(st.integers(0, 3)) == 0:
+        index = draw(st.integers(0, logits.size - 1))
+        logits.reshape(-1)[index] = -math.inf
+        probabilities.reshape(-1)[index] = draw(st.sampled_from([1e-300, 1e-60, 1e-46, 1e-30]))
+
+
+def _with_tiny_or_nan(draw: Callable[[Any], Any], values: np.ndarray) -> np.ndarray:
+    """``values`` with, one time in four, one entry replaced by a special probability."""
+    flat = values.reshape(-1)
+    if flat.size and draw(st.integers(0, 3)) == 0:
+        flat[draw(st.integers(0, flat.size - 1))] = draw(st.sampled_from(PROBABILITY_SPECIALS))
+    return values
+
+
+@st.composite
+def probability_problems(
+    draw: Callable[[Any], Any], huge: bool = True, min_dims: int = 1, max_dims: int = 3
+) -> dict[str, Any]:
+    """Logits, float probability targets of the same shape, ``weight``, smoothing, options."""
+    x, values, axis, kwargs = draw(logit_arrays(huge=huge, min_dims=min_dims, max_dims=max_dims))
+    target_dtype = draw(st.sampled_from(FLOAT_DTYPES))
+    probabilities = draw(probability_values(values.shape, axis))
+    if np.isfinite(values).all():  # x holds these values: rebuild it after masking one
+        values = values.copy()
+        _mask_with_tiny_mass(draw, values, probabilities)
+        x = draw(arranged(values.astype(x.dtype)))
+    target = draw(arranged(probabilities.astype(target_dtype)))
+    if draw(st.booleans()):
+        kwargs["weight"] = draw(class_weights(values.shape[axis]))
+    kwargs.update(draw(smoothing()))
+    kwargs.update(draw(common_options()))
+    return {"x": x, "values": values, "axis": axis, "target": target, "kwargs": kwargs}
+
+
+def gradient_out(draw: Callable[[Any], Any], x: np.ndarray) -> tuple[str, np.ndarray | None]:
+    """``out`` for a ``_with_grad`` call: none, a fresh array, a strided one, or the logits."""
+    dtype = result_dtype(x.dtype)
+    options = ["none", "fresh", "fortran", "strided"]
+    if x.dtype == dtype and x.flags.writeable:
+        options.append("logits")
+    choice = draw(st.sampled_from(options))
+    if choice == "none":
+        return choice, None
+    if choice == "logits":
+        return choice, x
+    if choice == "fortran":
+        return choice, np.full(x.shape, math.nan, dtype=dtype, order="F")
+    if choice == "strided" and x.ndim:
+        return choice, np.full((*x.shape[:-1], 2 * x.shape[-1]), math.nan, dtype=dtype)[..., ::2]
+    return choice, np.full(x.shape, math.nan, dtype=dtype)
+
+
+# --------------------------------------------------------------------------------------
+# Checks of one call against the reference
+# --------------------------------------------------------------------------------------
+
+
+def check_softmax_family(x: np.ndarray, values: np.ndarray, axis: int, kwargs: dict) -> None:
+    rtol, atol, eps = TOLERANCES[result_dtype(x.dtype)]
+    magnitude_atol = atol + 8 * eps * max_abs_finite(values)
+    saved = snapshot(x)
+    for name, tolerance in (
+        ("softmax", atol),
+        ("log_softmax", magnitude_atol),
+        ("logsumexp", magnitude_atol),
+    ):
+        actual = getattr(fastxent, name)(x, **kwargs)
+        expected = call_reference(getattr(reference, name), values, axis=axis)
+        assert_close(actual, expected, rtol, tolerance, name)
+        if name == "softmax":
+            rows = rows_along(actual.astype(np.float64), axis)
+            finite = np.all(np.isfinite(rows_along(values.astype(np.float64), axis)), axis=1)
+            n_classes = values.shape[axis]
+            assert np.all((rows[~np.isnan(rows)] >= 0) & (rows[~np.isnan(rows)] <= 1))
+            sums = rows[finite].sum(axis=1)
+            assert np.all(np.abs(sums - 1) <= 4 * n_classes * eps + atol), sums
+    assert_unchanged(saved)
+
+
+def _index_mass(
+    labels: np.ndarray, n_classes: int, kwargs: dict
+) -> tuple[np.ndarray, float, np.ndarray]:
+    """Per-sample coefficient mass ``A_i``, the mean's denominator and the counted rows."""
+    weight = kwargs.get("weight")
+    w = np.ones(n_classes) if weight is None else np.asarray(weight, dtype=np.float64)
+    eps = float(kwargs.get("label_smoothing", 0.0))
+    y = labels.astype(np.int64).reshape(-1)
+    counted = y != kwargs.get("ignore_index", -100)
+    y = np.where(counted, y, 0)
+    mass = np.where(counted, (1 - eps) * w[y] + eps / n_classes * w.sum(), 0.0)
+    return mass, float(np.where(counted, w[y], 0.0).sum()), counted
+
+
+def _probability_mass(target: np.ndarray, axis: int, kwargs: dict) -> np.ndarray:
+    n_classes = target.shape[axis]
+    weight = kwargs.get("weight")
+    w = np.ones(n_classes) if weight is None else np.asarray(weight, dtype=np.float64)
+    eps = float(kwargs.get("label_smoothing", 0.0))
+    q = (1 - eps) * rows_along(target.astype(np.float64), axis) + eps / n_classes
+    return np.nansum(q * w, axis=1)
+
+
+def check_cross_entropy(
+    problem: dict[str, Any], with_grad: bool, out_choice: tuple[str, np.ndarray | None]
+) -> None:
+    """``cross_entropy`` (or ``_with_grad``) of ``problem`` against the reference."""
+    x, values, axis, target = problem["x"], problem["values"], problem["axis"], problem["target"]
+    kwargs = dict(problem["kwargs"])
+    dtype = result_dtype(x.dtype)
+    rtol, atol, eps = TOLERANCES[dtype]
+    n_classes = values.shape[axis]
+    reduction = kwargs.get("reduction", "mean")
+    log_base = log_of_base(kwargs.get("base"))
+    reference_kwargs = {key: native(value) for key, value in kwargs.items()}
+    reference_kwargs["axis"] = axis
+    ignore = kwargs.get("ignore_index", -100)
+    if target.dtype.kind in "iu":
+        mass, denominator, counted = _index_mass(native(target), n_classes, kwargs)
+        finite_rows = counted & np.all(np.isfinite(rows_along(values, axis)), axis=1)
+    else:
+        mass = _probability_mass(native(target), axis, kwargs)
+        denominator = float(mass.size)
+        finite_rows = np.all(np.isfinite(rows_along(values, axis)), axis=1) & np.all(
+            np.isfinite(rows_along(target.astype(np.float64), axis)), axis=1
+        )
+    loss_atol = reduced_atol(
+        atol + 8 * eps * max_abs_finite(values), mass, reduction, denominator, log_base
+    )
+    out_name, out = out_choice
+    saved = snapshot(x, target, kwargs.get("weight"))
+    beyond_int64 = not -(2**63) <= ignore < 2**63
+    try:
+        if with_grad:
+            loss, grad = fastxent.cross_entropy_with_grad(
+                x, target, **kwargs, **({} if out is None else {"out": out})
+            )
+        else:
+            loss = fastxent.cross_entropy(x, target, **kwargs)
+    except (TypeError, ValueError):
+        if beyond_int64:
+            return  # an ignore_index no int64 label can equal: an error is an answer too
+        raise
+    expected_loss, expected_grad = call_reference(
+        reference.cross_entropy_with_grad, values, native(target), **reference_kwargs
+    )
+    assert_close(loss, expected_loss, rtol, loss_atol, "loss", reduction != "none")
+    if reduction == "none" and (kwargs.get("base") is None or float(kwargs["base"]) > 1):
+        assert np.all(np.asarray(loss, dtype=np.float64).reshape(-1)[finite_rows] >= 0), loss
+    if with_grad:
+        scale = 1.0 / log_base
+        if reduction == "mean":
+            scale = scale / denominator if denominator > 0 else 0.0
+        max_mass = float(np.nan_to_num(mass, nan=0.0).max(initial=0.0))
+        grad_atol = (atol + 8 * eps) * max(max_mass, 1.0) * scale
+        if out is not None:
+            assert grad is out, f"out={out_name}: the gradient is not returned in out"
+        assert_close(grad, expected_grad, rtol, grad_atol, "gradient")
+    if out is x:
+        saved = [entry for entry in saved if entry[0] is not x]
+    assert_unchanged(saved)
+
+
+# --------------------------------------------------------------------------------------
+# Properties: valid input agrees with the reference
+# --------------------------------------------------------------------------------------
+
+
+@FUZZ
+@given(case=logit_arrays())
+def test_softmax_family_matches_reference(case):
+    x, values, axis, kwargs = case
+    check_softmax_family(x, values, axis, kwargs)
+
+
+@FUZZ
+@given(problem=index_problems())
+def test_cross_entropy_index_targets(problem):
+    check_cross_entropy(problem, with_grad=False, out_choice=("none", None))
+
+
+@FUZZ
+@given(problem=index_problems(huge=False), data=st.data())
+def test_cross_entropy_with_grad_index_targets(problem, data):
+    out_choice = gradient_out(data.draw, problem["x"])
+    check_cross_entropy(problem, with_grad=True, out_choice=out_choice)
+
+
+@FUZZ
+@given(problem=probability_problems(huge=False), data=st.data())
+def test_cross_entropy_probability_targets(problem, data):
+    with_grad = data.draw(st.booleans())
+    out_choice = gradient_out(data.draw, problem["x"]) if with_grad else ("none", None)
+    check_cross_entropy(problem, with_grad=with_grad, out_choice=out_choice)
+
+
+@st.composite
+def binary_problems(draw: Callable[[Any], Any]) -> dict[str, Any]:
+    """Logits of 0-3 dims, targets in [0, 1] (float or 0/1 int), weight, pos_weight."""
+    shape = draw(hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=12))
+    dtype = draw(st.sampled_from(FLOAT_DTYPES))
+    values = draw(float_values(shape, dtype, specials=special_values(dtype, huge=True)))
+    if draw(st.booleans()):
+        target_values = np.array(draw(hnp.arrays(np.int64, shape, elements=st.integers(0, 1))))
+        target_dtype = draw(st.sampled_from(INT_DTYPES))
+    else:
+        elements = st.one_of(st.sampled_from([0.0, 1.0]), st.floats(0.0, 1.0))
+        target_values = np.array(draw(hnp.arrays(np.float64, shape, elements=elements)))
+        target_values = _with_tiny_or_nan(draw, target_values)
+        _mask_with_tiny_mass(draw, values, target_values)
+        target_dtype = draw(st.sampled_from(FLOAT_DTYPES))
+    x = draw(arranged(values.astype(dtype)))
+    target = draw(arranged(target_values.astype(target_dtype)))
+    kwargs: dict[str, Any] = {}
+    if draw(st.booleans()):
+        weight_shape = tuple(
+            side if draw(st.booleans()) else 1
+            for side in shape[len(shape) - draw(st.integers(0, len(shape))) :]
+        )
+        kwargs["weight"] = draw(
+            arranged(np.array(draw(hnp.arrays(np.float64, weight_shape, elements=FACTORS))))
+        )
+    if draw(st.booleans()):
+        sizes = [()] if not shape else [(), (1,), (shape[-1],)]
+        pos_shape = draw(st.sampled_from(sizes))
+        kwargs["pos_weight"] = np.array(draw(hnp.arrays(np.float64, pos_shape, elements=FACTORS)))
+    kwargs.update(draw(common_options()))
+    return {"x": x, "values": values, "target": target, "kwargs": kwargs}
+
+
+@FUZZ
+@given(problem=binary_problems(), data=st.data())
+def test_binary_cross_entropy(problem, data):
+    x, values, target = problem["x"], problem["values"], problem["target"]
+    kwargs = problem["kwargs"]
+    dtype = result_dtype(x.dtype)
+    rtol, atol, eps = TOLERANCES[dtype]
+    reduction = kwargs.get("reduction", "mean")
+    log_base = log_of_base(kwargs.get("base"))
+    z = native(target).astype(np.float64)
+    w = np.asarray(kwargs.get("weight", 1.0), dtype=np.float64)
+    pw = np.asarray(kwargs.get("pos_weight", 1.0), dtype=np.float64)
+    mass = np.broadcast_to(w * ((1 - z) + pw * z), values.shape).reshape(-1)
+    loss_atol = reduced_atol(
+        atol + 8 * eps * max_abs_finite(values), mass, reduction, float(values.size), log_base
+    )
+    reference_kwargs = {key: native(value) for key, value in kwargs.items()}
+    with_grad = data.draw(st.booleans())
+    out_name, out = gradient_out(data.draw, x) if with_grad else ("none", None)
+    saved = snapshot(x, target, *kwargs.values())
+    if with_grad:
+        extra = {} if out is None else {"out": out}
+        loss, grad = fastxent.binary_cross_entropy_with_grad(x, target, **kwargs, **extra)
+    else:
+        loss = fastxent.binary_cross_entropy(x, target, **kwargs)
+    expected_loss, expected_grad = call_reference(
+        reference.binary_cross_entropy_with_grad, values, native(target), **reference_kwargs
+    )
+    assert_close(loss, expected_loss, rtol, loss_atol, "binary loss", reduction != "none")
+    if reduction == "none" and (kwargs.get("base") is None or float(kwargs["base"]) > 1):
+        # Loss >= 0 where logits and targets are numbers (a nan target gives nan, checked
+        # against the reference above).
+        finite = (np.isfinite(values) & ~np.isnan(native(target).astype(np.float64))).reshape(-1)
+        assert np.all(np.asarray(loss, dtype=np.float64).reshape(-1)[finite] >= 0), loss
+    if with_grad:
+        scale = (1.0 / values.size if reduction == "mean" and values.size else 1.0) / log_base
+        max_mass = float(np.nan_to_num(mass, nan=0.0, posinf=0.0).max(initial=0.0))
+        grad_atol = (atol + 8 * eps) * max(max_mass, 1.0) * scale
+        if out is not None:
+            assert grad is out, f"out={out_name}: the gradient is not returned in out"
+        assert_close(grad, expected_grad, rtol, grad_atol, "binary gradient")
+    if out is x:
+        saved = [entry for entry in saved if entry[0] is not x]
+    assert_unchanged(saved)
+
+
+@st.composite
+def distribution_problems(
+    draw: Callable[[Any], Any], min_dims: int = 1, max_dims: int = 3
+) -> dict[str, Any]:
+    """Inputs of ``entropy``, ``cross_entropy_from_probs`` and ``kl_divergence``."""
+    name = draw(st.sampled_from(["entropy", "cross_entropy_from_probs", "kl_divergence"]))
+    x, logits, axis, kwargs = draw(logit_arrays(huge=True, min_dims=min_dims, max_dims=max_dims))
+    dtype = x.dtype
+    if name != "kl_divergence":  # the first argument holds probabilities
+        values = draw(probability_values(logits.shape, axis)).astype(logits.dtype)
+        x = draw(arranged(values.astype(dtype)))
+    else:
+        values = logits
+    target = None
+    if name != "entropy":
+        if draw(st.booleans()):
+            batch = values.shape[:axis] + values.shape[axis + 1 :]
+            labels = draw(
+                hnp.arrays(np.int64, batch, elements=st.integers(0, values.shape[axis] - 1))
+            )
+            target = draw(arranged(np.array(labels).astype(draw(st.sampled_from(INT_DTYPES)))))
+        else:
+            probabilities = draw(probability_values(values.shape, axis))
+            target = draw(arranged(probabilities.astype(draw(st.sampled_from(FLOAT_DTYPES)))))
+    if name == "cross_entropy_from_probs":
+        eps = draw(st.sampled_from(["default", 0.0, 1e-7, 0.1, 1.0, np.float32(1e-3)]))
+        if eps != "default":
+            kwargs["eps"] = eps
+    kwargs.update(draw(common_options()))
+    problem = {"x": x, "values": values, "axis": axis, "target": target, "kwargs": kwargs}
+    return {"name": name, **problem}
+
+
+def check_distribution(problem: dict[str, Any]) -> None:
+    name, x, values, axis = problem["name"], problem["x"], problem["values"], problem["axis"]
+    target, kwargs = problem["target"], problem["kwargs"]
+    dtype = result_dtype(x.dtype)
+    rtol, atol, eps = TOLERANCES[dtype]
+    reduction = kwargs.get("reduction", "none" if name == "entropy" else "mean")
+    log_base = log_of_base(kwargs.get("base"))
+    rows = rows_along(values.astype(np.float64), axis)
+    if target is None:
+        q = rows
+    elif target.dtype.kind in "iu":
+        q = np.eye(rows.shape[1])[native(target).astype(np.int64).reshape(-1)]
+    else:
+        q = rows_along(native(target).astype(np.float64), axis)
+    with np.errstate(all="ignore"):
+        if name == "kl_divergence":
+            magnitude = max_abs_finite(values, np.log(q))
+        else:
+            clip = float(kwargs.get("eps", 1e-7)) if name != "entropy" else 0.0
+            magnitude = max_abs_finite(np.log(np.clip(rows, clip, None)), np.log(q))
+    mass = np.nansum(np.abs(q), axis=1)
+    loss_atol = reduced_atol(
+        atol + 8 * eps * (1 + magnitude), mass, reduction, float(rows.shape[0]), log_base
+    )
+    args = (x,) if target is None else (x, target)
+    reference_args = tuple(native(arg) for arg in args)
+    reference_kwargs = {key: native(value) for key, value in kwargs.items()}
+    reference_kwargs["axis"] = axis
+    saved = snapshot(*args)
+    loss = getattr(fastxent, name)(*args, **kwargs)
+    expected = call_reference(getattr(reference, name), *reference_args, **reference_kwargs)
+    assert_close(loss, expected, rtol, loss_atol, name, reduction != "none")
+    assert_unchanged(saved)
+
+
+@FUZZ
+@given(problem=distribution_problems())
+def test_entropy_from_probs_and_kl_divergence(problem):
+    check_distribution(problem)
+
+
+# --------------------------------------------------------------------------------------
+# The multi-threaded kernels: the same problems, tiled beyond PARALLEL_MIN_ELEMENTS
+# --------------------------------------------------------------------------------------
+
+
+@settings(FUZZ, max_examples=100)
+@given(data=st.data())
+def test_parallel_kernels_match_reference(data):
+    """2-D problems stacked along the batch axis until they take the multi-threaded kernels."""
+    kind = data.draw(st.sampled_from(["softmax", "index", "index-grad", "probability", "kl"]))
+    if kind == "softmax":
+        x, values, axis, kwargs = data.draw(logit_arrays(min_dims=2, max_dims=2))
+        problem = {"x": x, "values": values, "axis": axis, "target": None, "kwargs": kwargs}
+    elif kind in ("index", "index-grad"):
+        problem = data.draw(index_problems(huge=kind == "index", min_dims=2, max_dims=2))
+    elif kind == "probability":
+        problem = data.draw(probability_problems(huge=False, min_dims=2, max_dims=2))
+    else:
+        problem = data.draw(distribution_problems(min_dims=2, max_dims=2))
+    values, axis, target = problem["values"], problem["axis"], problem["target"]
+    batch_axis = 1 - axis
+    copies = -(-PARALLEL_MIN_ELEMENTS // max(values.size, 1)) + 1 if values.size else 1
+    values = np.concatenate([values] * copies, axis=batch_axis)
+    problem["values"] = values
+    problem["x"] = data.draw(arranged(values.astype(problem["x"].dtype)))
+    if target is not None:
+        target_axis = batch_axis if target.ndim == 2 else 0
+        tiled = np.concatenate([native(target)] * copies, axis=target_axis)
+        problem["target"] = data.draw(arranged(tiled.astype(target.dtype)))
+    if kind == "softmax":
+        check_softmax_family(problem["x"], values, axis, problem["kwargs"])
+    elif kind == "kl":
+        check_distribution(problem)
+    else:
+        with_grad = kind == "index-grad" or (kind == "probability" and data.draw(st.booleans()))
+        out_choice = gradient_out(data.draw, problem["x"]) if with_grad else ("none", None)
+        check_cross_entropy(problem, with_grad=with_grad, out_choice=out_choice)
+
+
+# --------------------------------------------------------------------------------------
+# Bad input: TypeError or ValueError, nothing modified
+# --------------------------------------------------------------------------------------
+
+SOFTMAX_FAMILY = ("softmax", "log_softmax", "logsumexp")
+XENT = ("cross_entropy", "cross_entropy_with_grad")
+BINARY = ("binary_cross_entropy", "binary_cross_entropy_with_grad")
+WITH_GRAD = ("cross_entropy_with_grad", "binary_cross_entropy_with_grad")
+INDEX_TARGETS = (*XENT, "cross_entropy_from_probs", "kl_divergence")
+WITH_TARGET = (*INDEX_TARGETS, *BINARY)
+CLASS_AXIS = (*SOFTMAX_FAMILY, *INDEX_TARGETS, "entropy")
+LOSSES = (*INDEX_TARGETS, *BINARY, "entropy")
+ALL_FUNCTIONS = (*CLASS_AXIS, *BINARY)
+
+
+def _wrong_dtype_array(draw: Callable[[Any], Any], shape: tuple[int, ...]) -> Any:
+    """An array (or list) of ``shape`` whose dtype no function accepts for floats."""
+    kind = draw(
+        st.sampled_from(
+            ["i8", "i1", "u1", "?", "c8", "c16", "O", "U3", "S2", "M8[s]", "m8[s]", "g", "list"]
+        )
+    )
+    if kind == "list":
+        return np.full(shape, "a", dtype="U1").tolist()
+    if kind == "O":
+        return np.full(shape, 0.5, dtype=object)
+    if kind == "g":
+        if np.dtype(np.longdouble) == np.float64:
+            return np.zeros(shape, dtype=np.complex128)  # no distinct long double here
+        return np.zeros(shape, dtype=np.longdouble)
+    return np.zeros(shape, dtype=kind)
+
+
+def _shape(value: Any) -> tuple[int, ...]:
+    """``np.shape(value)``; a ragged list counts as (2, 2)."""
+    try:
+        return tuple(np.shape(value))
+    except ValueError:
+        return (2, 2)
+
+
+def _float_dtype(value: Any) -> np.dtype[Any]:
+    """The result dtype of ``value``'s dtype, float32 when it is no float array."""
+    dtype = getattr(value, "dtype", None)
+    return result_dtype(dtype) if dtype is not None and dtype.kind == "f" else np.dtype("f4")
+
+
+def _batch_shape(call: dict[str, Any]) -> tuple[int, ...]:
+    shape = _shape(call["args"][0])
+    return shape[:-1] if shape else ()
+
+
+def _n_classes(call: dict[str, Any]) -> int:
+    shape = _shape(call["args"][0])
+    return shape[-1] if shape else 1
+
+
+def _rebuild_for_labels(call: dict[str, Any]) -> tuple[int, int]:
+    """Give the call fresh 2-D float64 logits with at least one row; return (N, C)."""
+    batch = _batch_shape(call)
+    n_rows = max(batch[0] if batch else 1, 1)
+    n_classes = max(_n_classes(call), 1)
+    call["args"][0] = np.linspace(-1, 1, n_rows * n_classes).reshape(n_rows, n_classes)
+    call["kwargs"].pop("axis", None)
+    return n_rows, n_classes
+
+
+def _mutate(draw: Callable[[Any], Any], call: dict[str, Any], mutation: str) -> None:
+    """Make ``call`` wrong in one more way (each way stays wrong whatever follows)."""
+    name, args, kwargs = call["name"], call["args"], call["kwargs"]
+    if mutation == "logits-dtype":
+        args[0] = _wrong_dtype_array(draw, _shape(args[0]))
+    elif mutation == "logits-0d":
+        args[0] = draw(st.sampled_from([np.array(1.5), np.float64(1.5), 1.5]))
+    elif mutation == "logits-ragged":
+        args[0] = [[1.0, 2.0], [3.0]]
+    elif mutation == "no-classes":
+        args[0] = np.zeros((draw(st.integers(0, 3)), 0), dtype=np.float32)
+        kwargs.pop("axis", None)
+    elif mutation == "target-dtype":
+        shape = _shape(args[1]) if len(args) > 1 else _batch_shape(call)
+        args[1] = draw(
+            st.sampled_from(
+                [
+                    np.zeros(shape, dtype=bool),
+                    np.zeros(shape, dtype=np.complex128),
+                    np.full(shape, "1", dtype="U1"),
+                    np.full(shape, 1, dtype=object),
+                    np.zeros(shape, dtype="M8[s]"),
+                ]
+            )
+        )
+    elif mutation == "target-shape":
+        logits_shape = _shape(args[0])
+        if name in BINARY:
+            args[1] = np.zeros((*logits_shape, 2), dtype=np.float64)
+        elif draw(st.booleans()):  # integer labels, one too many
+            args[1] = np.zeros((*_batch_shape(call), 2), dtype=np.int64)
+        else:  # float labels where indices (batch shape) or probabilities (logits' shape) fit
+            args[1] = np.zeros(_batch_shape(call), dtype=np.float64)
+            if not _batch_shape(call) and not logits_shape:
+                args[1] = np.zeros((2, 2))
+    elif mutation == "label-range":
+        n_rows, n_classes = _rebuild_for_labels(call)
+        dtype = draw(st.sampled_from(INT_DTYPES))
+        info = np.iinfo(dtype)
+        candidates = [v for v in (n_classes, n_classes + 7, -1, -101, 2**40) if info.min <= v]
+        candidates = [v for v in candidates if v <= info.max] + [int(info.max)]
+        if info.min < 0:
+            candidates.append(int(info.min))
+        if dtype.kind == "u" and dtype.itemsize == 8:
+            candidates.append(2**64 - 1)  # -1 when read as int64
+        labels = np.zeros(n_rows, dtype=dtype)
+        labels[draw(st.integers(0, n_rows - 1))] = draw(st.sampled_from(candidates))
+        args[1] = labels
+    elif mutation == "weight":
+        n_classes = _n_classes(call)
+        options = [
+            np.full(n_classes, -1.0),
+            np.full(n_classes, math.nan),
+            np.full(n_classes, math.inf),
+            np.ones(n_classes + 1),
+            np.full(n_classes, "1"),
+            np.ones(n_classes, dtype=np.complex128),
+            np.ones(n_classes, dtype=bool),
+        ]
+        if name in XENT:
+            options += [np.ones((1, n_classes)), np.float64(2.0), [1.0] * (n_classes + 2)]
+        else:
+            options.append(np.ones((3, 1, 5, 7)))
+        kwargs["weight"] = draw(st.sampled_from(options))
+    elif mutation == "pos-weight":
+        n_classes = _n_classes(call)
+        kwargs["pos_weight"] = draw(
+            st.sampled_from(
+                [
+                    np.full(n_classes, -0.5),
+                    np.full(n_classes, math.nan),
+                    np.ones(n_classes + 1),
+                    np.ones((2, n_classes)),
+                    np.full(n_classes, "x"),
+                ]
+            )
+        )
+    elif mutation == "reduction":
+        kwargs["reduction"] = draw(st.sampled_from(["avg", "Mean", "", None, 0, b"mean", ["sum"]]))
+    elif mutation == "base":
+        kwargs["base"] = draw(
+            st.sampled_from([0, -2, 1, 1.0, np.float64(1.0), math.inf, math.nan, "2", True, 2j])
+        )
+    elif mutation == "axis":
+        ndim = max(len(_shape(args[0])), 1)
+        kwargs["axis"] = draw(
+            st.sampled_from([ndim, -ndim - 1, 1.0, "0", None, True, np.bool_(False), [0], (0,)])
+        )
+    elif mutation == "smoothing":
+        kwargs["label_smoothing"] = draw(
+            st.sampled_from([-0.1, 1.5, math.nan, math.inf, "0.1", None, True, 0.1j])
+        )
+    elif mutation == "ignore-index":
+        kwargs["ignore_index"] = draw(st.sampled_from([1.5, "x", None, True, np.float64(1.0)]))
+    elif mutation == "eps":
+        kwargs["eps"] = draw(st.sampled_from([-1e-3, 1.5, math.nan, "1e-7", None, True]))
+    elif mutation == "unknown-keyword":
+        kwargs[draw(st.sampled_from(["reduce", "dim", "size_average", "outt"]))] = "mean"
+    elif mutation == "out":
+        logits = args[0]
+        shape = _shape(logits)
+        dtype = _float_dtype(logits)
+        other = np.dtype(np.float64) if dtype == np.float32 else np.dtype(np.float32)
+        options = ["shape", "dtype", "readonly", "list", "byteorder"]
+        if isinstance(logits, np.ndarray) and logits.size > 1 and logits.dtype == dtype:
+            options.append("part-of-logits")
+        if len(args) > 1 and isinstance(args[1], np.ndarray) and args[1].shape == shape:
+            options.append("target")
+        choice = draw(st.sampled_from(options))
+        if choice == "shape":
+            out: Any = np.zeros((*shape, 2), dtype=dtype)
+        elif choice == "dtype":
+            out = np.zeros(shape, dtype=draw(st.sampled_from([other, np.dtype(np.float16)])))
+        elif choice == "readonly":
+            out = np.zeros(shape, dtype=dtype)
+            out.setflags(write=False)
+        elif choice == "list":
+            out = np.zeros(shape, dtype=dtype).tolist()
+        elif choice == "byteorder":
+            out = np.zeros(shape, dtype=dtype.newbyteorder(">"))
+        elif choice == "part-of-logits":  # the same elements, reversed: overlapping
+            out = logits[tuple(slice(None, None, -1) for _ in shape)]
+        else:  # overlaps the (probability) target
+            target = np.full(shape, 0.5, dtype=dtype)
+            args[1] = target
+            out = target
+        kwargs["out"] = out
+    else:  # pragma: no cover - every mutation is listed in MUTATIONS
+        raise AssertionError(mutation)
+
+
+#: Each mutation and the functions it applies to.
+MUTATIONS = {
+    "logits-dtype": ALL_FUNCTIONS,
+    "logits-0d": CLASS_AXIS,
+    "logits-ragged": ALL_FUNCTIONS,
+    "no-classes": CLASS_AXIS,
+    "target-dtype": WITH_TARGET,
+    "target-shape": WITH_TARGET,
+    "label-range": INDEX_TARGETS,
+    "weight": (*XENT, *BINARY),
+    "pos-weight": BINARY,
+    "reduction": LOSSES,
+    "base": LOSSES,
+    "axis": CLASS_AXIS,
+    "smoothing": XENT,
+    "ignore-index": XENT,
+    "eps": ("cross_entropy_from_probs",),
+    "unknown-keyword": ALL_FUNCTIONS,
+    "out": WITH_GRAD,
+}
+
+
+@st.composite
+def bad_calls(draw: Callable[[Any], Any]) -> dict[str, Any]:
+    """A valid call of a random public function, then made wrong in 1-3 ways."""
+    name = draw(st.sampled_from(ALL_FUNCTIONS))
+    n_rows, n_classes = draw(st.integers(0, 4)), draw(st.integers(1, 4))
+    dtype = draw(st.sampled_from([np.float16, np.float32, np.float64]))
+    logits = np.linspace(-2, 2, n_rows * n_classes).reshape(n_rows, n_classes).astype(dtype)
+    args: list[Any] = [logits]
+    if name in BINARY:
+        args.append(np.full(logits.shape, 0.25))
+    elif name in INDEX_TARGETS:
+        args.append(np.arange(n_rows) % n_classes)
+    if name in ("entropy", "cross_entropy_from_probs"):
+        args[0] = np.full(logits.shape, 1.0 / n_classes, dtype=dtype)
+    call = {"name": name, "args": args, "kwargs": {}}
+    applicable = [m for m, functions in MUTATIONS.items() if name in functions]
+    count = draw(st.sampled_from([1, 1, 1, 2, 3]))  # mostly one fault: each is then seen alone
+    for mutation in draw(st.lists(st.sampled_from(applicable), min_size=count, max_size=count)):
+        _mutate(draw, call, mutation)
+    return call
+
+
+@FUZZ
+@given(call=bad_calls())
+def test_bad_input_raises_type_or_value_error(call):
+    function = getattr(fastxent, call["name"])
+    saved = snapshot(*call["args"], *call["kwargs"].values())
+    with pytest.raises((TypeError, ValueError)):
+        function(*call["args"], **call["kwargs"])
+    assert_unchanged(saved)
