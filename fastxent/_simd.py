@@ -7,7 +7,11 @@ here are written so that a loop calling them compiles to 256/512-bit SIMD code:
 - :func:`exp_nonpositive` is a Cody-Waite range reduction plus a minimax polynomial, with
   the power of two assembled from its exponent bits (:func:`_bits_to_float`, an intrinsic).
   The kernels only ever need ``exp`` of a non-positive number (``x - max(x)``,
-  ``-|x|``), which keeps the reduction free of overflow checks.
+  ``-|x|``), which keeps the reduction free of overflow checks. :func:`exp_clamped` is
+  its cheaper sibling for exp-sums, where results below the smallest normal number do
+  not matter.
+- :func:`split_for_sum` splits float32 terms so that float32 vector lanes sum them as
+  accurately as float64 would.
 - :func:`fmax` emits ``llvm.maxnum``, which LLVM vectorises in reductions.
 
 Each primitive also runs as plain Python (``NUMBA_DISABLE_JIT=1``) with the same meaning.
@@ -95,6 +99,37 @@ def _fmax_jit(a, b):
 _LN2_HI = 0.693359375
 _LN2_LO = -2.12194440054690583e-4
 _LOG2E = 1.4426950408889634
+# Adding 1.5 * 2**23 to a float32 of magnitude < 2**22 rounds it to an integer n and leaves
+# n in the low mantissa bits of the sum (1.5 * 2**52 for float64).
+_ROUND_F32 = 12582912.0
+_ROUND_F64 = 6755399441055744.0
+# exp_clamped's lower limits: exp of them is still a normal number (2**-125.5, 2**-1021.4).
+_CLAMP_F32 = -87.0
+_CLAMP_F64 = -708.0
+
+
+@primitive
+def _exp_reduced_f32(r):
+    """``exp(r)`` for ``|r| <= ln2 / 2`` as ``1 + r + r**2 q(r)``, q of degree 4.
+
+    Minimax for relative error (3e-9 before rounding): at most 1.01 ulp once evaluated in
+    float32, measured over every float32 in [-87, 0].
+    """
+    q = np.float32(1.3814605e-3)
+    q = q * r + np.float32(8.3687106e-3)
+    q = q * r + np.float32(4.1668388e-2)
+    q = q * r + np.float32(1.6666521e-1)
+    q = q * r + np.float32(4.9999993e-1)
+    return q * (r * r) + r + np.float32(1.0)
+
+
+@primitive
+def _reduce_f32(t, shifter):
+    """Split ``t`` as ``n ln2 + r``: returns ``(t / ln2 + shifter rounded, r)``."""
+    shifted = t * np.float32(_LOG2E) + shifter
+    n = shifted - shifter
+    r = t - n * np.float32(_LN2_HI)
+    return shifted, r - n * np.float32(_LN2_LO)
 
 
 @primitive
@@ -102,21 +137,8 @@ def _exp_nonpositive_f32(x):
     # Below -104, exp(x) < 2**-150 rounds to 0 in float32; -inf lands here too. nan passes.
     lowest = np.float32(-104.0)
     t = lowest if x < lowest else x
-    # Round t / ln 2 to the nearest integer n: adding 1.5 * 2**23 pushes the fraction bits
-    # out of the float32, and leaves n itself in the low bits of the sum.
-    shifter = np.float32(12582912.0)
-    shifted = t * np.float32(_LOG2E) + shifter
-    n = shifted - shifter
-    r = t - n * np.float32(_LN2_HI)
-    r = r - n * np.float32(_LN2_LO)
-    # Minimax polynomial for exp(r) on [-ln2/2, ln2/2] (Cephes expf), error < 1 ulp.
-    p = np.float32(1.9875691500e-4)
-    p = p * r + np.float32(1.3981999507e-3)
-    p = p * r + np.float32(8.3334519073e-3)
-    p = p * r + np.float32(4.1665795894e-2)
-    p = p * r + np.float32(1.6666665459e-1)
-    p = p * r + np.float32(5.0000001201e-1)
-    y = p * (r * r) + r + np.float32(1.0)
+    shifted, r = _reduce_f32(t, np.float32(_ROUND_F32))
+    y = _exp_reduced_f32(r)
     # 2**n for n in [-150, 0], built in two halves so that each half is a normal number
     # and the product rounds once into the subnormal range.
     # Read n back from the bits (no float-to-int conversion, defined even for nan, whose
@@ -130,16 +152,18 @@ def _exp_nonpositive_f32(x):
 
 
 @primitive
-def _exp_nonpositive_f64(x):
-    # Below -746, exp(x) < 2**-1076 rounds to 0 in float64; -inf lands here too. nan passes.
-    lowest = -746.0
-    t = lowest if x < lowest else x
-    shifter = 6755399441055744.0  # 1.5 * 2**52: rounds to nearest, as in the float32 case
-    shifted = t * _LOG2E + shifter
-    n = shifted - shifter
-    r = t - n * 0.6931471803691238  # ln 2 high part (exact product for |n| < 2**21)
-    r = r - n * 1.9082149292705877e-10
-    # Taylor polynomial of exp on |r| <= ln2/2, degree 13: truncation error < 5e-18.
+def _exp_clamped_f32(x):
+    t = np.float32(_CLAMP_F32) if x < np.float32(_CLAMP_F32) else x
+    # With the exponent bias folded into the rounding constant, the low bits of `shifted`
+    # are n + 127: shifted left by 23 they are the bits of 2**n (n >= -126, a normal).
+    shifted, r = _reduce_f32(t, np.float32(_ROUND_F32 + 127.0))
+    scale = _bits_to_float(np.int32(_float_to_bits(shifted) << 23))
+    return _exp_reduced_f32(r) * scale
+
+
+@primitive
+def _exp_reduced_f64(r):
+    """``exp(r)`` for ``|r| <= ln2 / 2``: Taylor polynomial of degree 13, error < 5e-18."""
     p = 1.60590438368216145994e-10
     p = p * r + 2.08767569878680989792e-09
     p = p * r + 2.50521083854417187751e-08
@@ -152,12 +176,38 @@ def _exp_nonpositive_f64(x):
     p = p * r + 4.16666666666666666667e-02
     p = p * r + 1.66666666666666666667e-01
     p = p * r + 0.5
-    y = p * (r * r) + r + 1.0
+    return p * (r * r) + r + 1.0
+
+
+@primitive
+def _reduce_f64(t, shifter):
+    """Split ``t`` as ``n ln2 + r``: returns ``(t / ln2 + shifter rounded, r)``."""
+    shifted = t * _LOG2E + shifter
+    n = shifted - shifter
+    r = t - n * 0.6931471803691238  # ln 2 high part (exact product for |n| < 2**21)
+    return shifted, r - n * 1.9082149292705877e-10
+
+
+@primitive
+def _exp_nonpositive_f64(x):
+    # Below -746, exp(x) < 2**-1076 rounds to 0 in float64; -inf lands here too. nan passes.
+    lowest = -746.0
+    t = lowest if x < lowest else x
+    shifted, r = _reduce_f64(t, _ROUND_F64)
+    y = _exp_reduced_f64(r)
     k = _float_to_bits(shifted) - np.int64(0x4338000000000000)
     half = k >> 1
     scale_a = _bits_to_float(np.int64((half + 1023) << 52))
     scale_b = _bits_to_float(np.int64((k - half + 1023) << 52))
     return (y * scale_a) * scale_b
+
+
+@primitive
+def _exp_clamped_f64(x):
+    t = _CLAMP_F64 if x < _CLAMP_F64 else x
+    shifted, r = _reduce_f64(t, _ROUND_F64 + 1023.0)
+    scale = _bits_to_float(np.int64(_float_to_bits(shifted) << 52))
+    return _exp_reduced_f64(r) * scale
 
 
 def exp_nonpositive(x: float) -> float:
@@ -176,6 +226,67 @@ def _exp_nonpositive_jit(x):
         return lambda x: _exp_nonpositive_f32(x)
     if x == types.float64:
         return lambda x: _exp_nonpositive_f64(x)
+    return None
+
+
+def exp_clamped(x: float) -> float:
+    """``exp(max(x, lowest))`` for ``x <= 0``: the cheaper ``exp`` of the row sums.
+
+    ``lowest`` is -87 in float32 and -708 in float64, where ``exp`` is still a normal
+    number (1.6e-38, 3.3e-308), so one multiplication by ``2**n`` finishes the job: about
+    half the work of :func:`exp_nonpositive` after the polynomial. Same accuracy above
+    ``lowest``. Meant for sums that contain ``exp(0) = 1``: each clamped term then moves
+    the sum by less than 2e-38 (float32) relative, far below its rounding. ``nan`` stays
+    ``nan``; ``-inf`` gives ``exp(lowest)``, not 0.
+    """
+    if x != x:
+        return x
+    lowest = _CLAMP_F32 if isinstance(x, np.float32) else _CLAMP_F64
+    return math.exp(max(x, lowest))  # type: ignore[call-overload]
+
+
+@overload(exp_clamped, jit_options={"fastmath": set(PRIMITIVE_FASTMATH)})
+def _exp_clamped_jit(x):
+    if x == types.float32:
+        return lambda x: _exp_clamped_f32(x)
+    if x == types.float64:
+        return lambda x: _exp_clamped_f64(x)
+    return None
+
+
+# 1.5 * 2**11, whose ulp is 2**-12: (t + M) - M rounds t to a multiple of 2**-12.
+_SPLIT_F32 = 3072.0
+
+
+@primitive
+def _split_f32(t):
+    high = (t + np.float32(_SPLIT_F32)) - np.float32(_SPLIT_F32)
+    return high, t - high
+
+
+def split_for_sum(t: float) -> tuple[float, float]:
+    """``(h, t - h)`` with ``h`` = float32 ``t`` rounded to a multiple of 2**-12.
+
+    For float32 terms in [0, 1]: sums of up to 2**12 of the ``h`` are exact in float32 in
+    any order (multiples of 2**-12 below 2**12 fit in 24 bits), and the ``t - h`` are at
+    most 2**-13, so their float32 sum loses nothing next to a large term. Summing both in
+    float32 vector lanes costs a fraction of converting every term to float64 and keeps
+    the accuracy of a float64 sum (an error-free splitting, as in Rump, Ogita and Oishi's
+    AccSum). float64 terms come back as ``(t, 0)``. Compiled without ``reassoc``, which
+    would fold ``(t + M) - M`` back to ``t``.
+    """
+    if isinstance(t, np.float32):
+        high = (t + np.float32(_SPLIT_F32)) - np.float32(_SPLIT_F32)
+        return high, t - high
+    return t, 0.0 * t
+
+
+@overload(split_for_sum, jit_options={"fastmath": set(PRIMITIVE_FASTMATH)})
+def _split_for_sum_jit(t):
+    if t == types.float32:
+        return lambda t: _split_f32(t)
+    if t == types.float64:
+        return lambda t: (t, 0.0)
     return None
 
 

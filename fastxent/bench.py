@@ -26,6 +26,13 @@ DEFAULT_SHAPES = ((1024, 128256), (4096, 32000), (8192, 1000), (65536, 10), (64,
 QUICK_SHAPES = ((4096, 32000), (8192, 1000), (64, 1000))
 OPERATIONS = ("forward", "forward+grad")
 
+# After a call, PyTorch's and JAX's worker threads keep spinning for a while, waiting for
+# more work; on a 2-core machine that took 8-27 ms off the next peer's 53 ms call. Before
+# each timed sample of a large case (a call above SETTLE_AFTER_S), the bench pauses
+# SETTLE_S, untimed, so that every peer starts on idle cores.
+SETTLE_AFTER_S = 1e-3
+SETTLE_S = 0.1
+
 
 @dataclass
 class Measurement:
@@ -196,9 +203,15 @@ def run(
                 value = calls[peer][operation]()  # warm-up: compilation, caches, allocator
                 losses[peer] = float(value[0] if isinstance(value, tuple) else value)
             samples: dict[str, list[float]] = {p: [] for p in case_peers}
-            for _ in range(repeats):
-                for peer in case_peers:
+            for repeat in range(repeats):
+                # Each repetition starts with another peer, so that none always runs right
+                # after the same one.
+                for peer in (
+                    case_peers[repeat % len(case_peers) :] + case_peers[: repeat % len(case_peers)]
+                ):
                     call = calls[peer][operation]
+                    if samples["fastxent"] and min(samples["fastxent"]) > SETTLE_AFTER_S:
+                        time.sleep(SETTLE_S)
                     start = time.perf_counter()
                     for _ in range(inner):
                         call()

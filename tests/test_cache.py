@@ -31,6 +31,10 @@ import pytest
 
 import fastxent
 
+# The read-only tests fork (preexec_fn); JAX, when another test has loaded it, warns in its
+# at-fork hook, which is harmless here since the child execs at once.
+pytestmark = pytest.mark.filterwarnings("ignore:os.fork\\(\\) was called:RuntimeWarning")
+
 #: Where the package under test lives (copied for the read-only tests).
 PACKAGE_DIR = Path(fastxent.__file__).resolve().parent
 #: Linux capability numbers: root bypasses file permissions through these two.

@@ -8,8 +8,10 @@ and ``A = sum_c a_c``. With ``m = max(z)`` and ``S = sum_c exp(z_c - m)``:
 
 Integer targets (``sparse``) have ``a_c = (1 - eps) w_y [c == y] + (eps / C) w_c``;
 probability targets (``dense``) have ``a_c = w_c ((1 - eps) q_c + eps / C)``. The forward
-kernels read each row twice (max, then exp-sum) and allocate O(rows) memory only. The
-gradient kernels write ``exp(z - m)`` into the gradient row, then scale it in place.
+kernels read each row from memory once (its max), then again from cache (its exp-sum), and
+allocate O(rows) memory only. The gradient kernels then write ``A exp(z - m) / S`` in one
+more sweep (recomputing ``exp`` costs less than storing it and scaling it in place), and
+subtract the ``a_c``.
 
 Arguments are already validated and normalised by the public wrappers: C-contiguous 2-D
 logits, int64 targets, float64 weights. The integer-target kernels start with an O(N) pass
@@ -29,8 +31,9 @@ from fastxent._kernels.dispatch import row_kernel
 from fastxent._kernels.rows import (
     SHORT_ROW,
     TILE_ROWS,
-    row_exp_in_place,
-    row_exp_into,
+    row_exp_scaled_in_place,
+    row_exp_scaled_into,
+    row_exp_sum,
     row_kl_divergence,
     row_max,
     row_scale,
@@ -42,6 +45,7 @@ from fastxent._kernels.rows import (
     row_weighted_gap,
     short_rows_exp,
 )
+from fastxent._simd import exp_clamped
 
 
 @row_helper
@@ -80,27 +84,19 @@ def xent_sparse_forward(logits, target, weight, ignore_index, smoothing, losses)
             logits, target, weight, weight_total, ignore_index, smoothing, losses
         )
         return 0, counted_weight, row_sum(losses.reshape(-1))
-    n_blocks = min(n_rows, 64)
-    for block in prange(n_blocks):
-        staging = np.empty(n_classes, logits.dtype)
-        stop = (block + 1) * n_rows // n_blocks
-        for i in range(block * n_rows // n_blocks, stop):
-            label = target[i]
-            if label == ignore_index:
-                losses[i] = 0.0
-                continue
-            row = logits[i]
-            top = row_max(row)
-            upcoming = logits[i + 1] if i + 1 < stop else row
-            log_total = math.log(row_exp_into(row, top, staging, upcoming))
-            gap = (
-                row_weighted_gap(row, weight, top, smoothing / n_classes)
-                if smoothing > 0.0
-                else 0.0
-            )
-            losses[i] = sparse_loss(
-                log_total, top, row[label], weight[label], weight_total, gap, smoothing, n_classes
-            )
+    for i in prange(n_rows):
+        label = target[i]
+        if label == ignore_index:
+            losses[i] = 0.0
+            continue
+        row = logits[i]
+        top = row_max(row)
+        upcoming = logits[i + 1] if i + 1 < n_rows else row
+        log_total = math.log(row_exp_sum(row, top, upcoming))
+        gap = row_weighted_gap(row, weight, top, smoothing / n_classes) if smoothing > 0.0 else 0.0
+        losses[i] = sparse_loss(
+            log_total, top, row[label], weight[label], weight_total, gap, smoothing, n_classes
+        )
     return 0, counted_weight, row_sum(losses.reshape(-1))
 
 
@@ -145,18 +141,20 @@ def xent_sparse_forward_backward(
         target_logit = row[label]
         gap = row_weighted_gap(row, weight, top, smoothing / n_classes) if smoothing > 0.0 else 0.0
         upcoming = logits[i + 1] if i + 1 < n_rows else row
-        if in_place:
-            total = row_exp_in_place(out, top, upcoming)
-        else:
-            total = row_exp_into(row, top, out, upcoming)
+        total = row_exp_sum(row, top, upcoming)
+        # The term of S that belongs to the target, as row_exp_sum computed it.
+        target_exp = np.float64(exp_clamped(target_logit - top))
         log_total = math.log(total)
         label_weight = weight[label]
         losses[i] = sparse_loss(
             log_total, top, target_logit, label_weight, weight_total, gap, smoothing, n_classes
         )
         mass = (1.0 - smoothing) * label_weight + spread * weight_total
-        target_exp = np.float64(out[label])
-        row_scale(out, out.dtype.type(scale * (mass / denominator) / total))
+        factor = out.dtype.type(scale * (mass / denominator) / total)
+        if in_place:
+            row_exp_scaled_in_place(out, top, factor)
+        else:
+            row_exp_scaled_into(row, top, factor, out)
         if smoothing > 0.0:
             row_subtract_weight(out, weight, scale * spread / denominator)
         out[label] = target_gradient(
@@ -262,22 +260,18 @@ def xent_dense_forward(logits, target, weight, smoothing, with_target_entropy, l
     n_rows, n_classes = logits.shape
     keep = 1.0 - smoothing
     spread = smoothing / n_classes
-    n_blocks = min(n_rows, 64)
-    for block in prange(n_blocks):
-        staging = np.empty(n_classes, logits.dtype)
-        stop = (block + 1) * n_rows // n_blocks
-        for i in range(block * n_rows // n_blocks, stop):
-            row = logits[i]
-            probabilities = target[i]
-            top = row_max(row)
-            upcoming = logits[i + 1] if i + 1 < stop else row
-            log_total = math.log(row_exp_into(row, top, staging, upcoming))
+    for i in prange(n_rows):
+        row = logits[i]
+        probabilities = target[i]
+        top = row_max(row)
+        upcoming = logits[i + 1] if i + 1 < n_rows else row
+        log_total = math.log(row_exp_sum(row, top, upcoming))
+        if with_target_entropy:
+            losses[i] = row_kl_divergence(row, probabilities, top, log_total)
+        else:
             mass = row_target_mass(probabilities, weight, keep, spread)
             gap = row_target_gap(row, probabilities, weight, keep, spread, top)
-            if with_target_entropy:
-                losses[i] = row_kl_divergence(row, probabilities, top, log_total)
-            else:
-                losses[i] = mass * log_total + gap
+            losses[i] = mass * log_total + gap
 
 
 @row_kernel
@@ -294,12 +288,13 @@ def xent_dense_forward_backward(logits, target, weight, smoothing, scale, in_pla
         mass = row_target_mass(probabilities, weight, keep, spread)
         gap = row_target_gap(row, probabilities, weight, keep, spread, top)
         upcoming = logits[i + 1] if i + 1 < n_rows else row
-        if in_place:
-            total = row_exp_in_place(out, top, upcoming)
-        else:
-            total = row_exp_into(row, top, out, upcoming)
+        total = row_exp_sum(row, top, upcoming)
         losses[i] = mass * math.log(total) + gap
-        row_scale(out, out.dtype.type(scale * mass / total))
+        factor = out.dtype.type(scale * mass / total)
+        if in_place:
+            row_exp_scaled_in_place(out, top, factor)
+        else:
+            row_exp_scaled_into(row, top, factor, out)
         row_subtract_target(out, probabilities, weight, keep, spread, scale)
 
 
