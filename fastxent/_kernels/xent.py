@@ -34,6 +34,7 @@ from fastxent._kernels.rows import (
     row_exp_scaled_in_place,
     row_exp_scaled_into,
     row_exp_sum,
+    row_exp_sum_and_gap,
     row_kl_divergence,
     row_max,
     row_scale,
@@ -84,6 +85,8 @@ def xent_sparse_forward(logits, target, weight, ignore_index, smoothing, losses)
             logits, target, weight, weight_total, ignore_index, smoothing, losses
         )
         return 0, counted_weight, row_sum(losses.reshape(-1))
+    # The weights in the logits' dtype, for the smoothing term's vector loop.
+    row_weight = (weight if smoothing > 0.0 else weight[:0]).astype(logits.dtype)
     for i in prange(n_rows):
         label = target[i]
         if label == ignore_index:
@@ -92,8 +95,11 @@ def xent_sparse_forward(logits, target, weight, ignore_index, smoothing, losses)
         row = logits[i]
         top = row_max(row)
         upcoming = logits[i + 1] if i + 1 < n_rows else row
-        log_total = math.log(row_exp_sum(row, top, upcoming))
-        gap = row_weighted_gap(row, weight, top, smoothing / n_classes) if smoothing > 0.0 else 0.0
+        if smoothing > 0.0:
+            total, gap = smoothed_exp_sum(row, top, weight, row_weight, smoothing, upcoming)
+        else:
+            total, gap = row_exp_sum(row, top, upcoming), 0.0
+        log_total = math.log(total)
         losses[i] = sparse_loss(
             log_total, top, row[label], weight[label], weight_total, gap, smoothing, n_classes
         )
@@ -123,6 +129,8 @@ def xent_sparse_forward_backward(
         scale, denominator = 0.0, 1.0
     weight_total = np.sum(weight)
     spread = smoothing / n_classes
+    # The weights in the logits' dtype, for the smoothing term's vector loop.
+    row_weight = (weight if smoothing > 0.0 else weight[:0]).astype(logits.dtype)
     if n_classes <= SHORT_ROW:
         _sparse_forward_backward_short_rows(
             logits, target, weight, weight_total, ignore_index, smoothing, scale, denominator,
@@ -139,9 +147,11 @@ def xent_sparse_forward_backward(
         row = logits[i]
         top = row_max(row)
         target_logit = row[label]
-        gap = row_weighted_gap(row, weight, top, smoothing / n_classes) if smoothing > 0.0 else 0.0
         upcoming = logits[i + 1] if i + 1 < n_rows else row
-        total = row_exp_sum(row, top, upcoming)
+        if smoothing > 0.0:
+            total, gap = smoothed_exp_sum(row, top, weight, row_weight, smoothing, upcoming)
+        else:
+            total, gap = row_exp_sum(row, top, upcoming), 0.0
         # The term of S that belongs to the target, as row_exp_sum computed it.
         target_exp = np.float64(exp_clamped(target_logit - top))
         log_total = math.log(total)
@@ -296,6 +306,21 @@ def xent_dense_forward_backward(logits, target, weight, smoothing, scale, in_pla
         else:
             row_exp_scaled_into(row, top, factor, out)
         row_subtract_target(out, probabilities, weight, keep, spread, scale)
+
+
+@row_helper
+def smoothed_exp_sum(row, top, weight, row_weight, smoothing, upcoming):
+    """``(S, gap)``: the row's exp-sum and label smoothing's ``(eps / C) sum_c w_c (m - z_c)``.
+
+    One sweep computes both, with the weights in the row's dtype (``row_weight``); where
+    that dtype cannot hold the gap's terms, :func:`row_weighted_gap` recomputes it in
+    float64 from ``weight``.
+    """
+    spread = smoothing / row.size
+    total, gap = row_exp_sum_and_gap(row, top, row_weight, upcoming)
+    if math.isfinite(gap):
+        return total, spread * gap
+    return total, row_weighted_gap(row, weight, top, spread)
 
 
 @primitive
