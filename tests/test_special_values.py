@@ -201,6 +201,23 @@ def test_label_smoothing_with_masked_class_is_inf(dtype, rtol, atol, kind):
     assert np.all(np.isfinite(grad))
 
 
+@pytest.mark.parametrize("n_classes", [3, 600], ids=["short", "long"])
+def test_label_smoothing_over_a_span_beyond_float32(n_classes):
+    # z - m = -4e38 overflows float32, but the smoothed loss (eps / C) * 4e38 does not: the
+    # smoothing sum, taken in float32 for speed, falls back to float64 for such rows.
+    logits = np.zeros((3, n_classes), np.float32)
+    logits[:, 0], logits[:, 1] = 2e38, -2e38
+    weight = np.ones(n_classes)
+    weight[2] = 0.0
+    logits[2, 2] = -INF  # a zero weight at a -inf logit adds 0, not nan
+    loss, grad = both(logits, np.zeros(3, np.int64), label_smoothing=0.1, weight=weight)
+    assert np.all(np.isfinite(grad))
+    # S = 1 (every other exp underflows), so each row's loss is (eps / C) sum_c w_c (m - z_c)
+    # = (0.1 / C) (4e38 + (C - 3) 2e38); the mean divides by w_0 = 1 per row.
+    exact = 0.1 / n_classes * (4e38 + (n_classes - 3) * 2e38)
+    assert np.isfinite(loss) and loss == pytest.approx(exact, rel=1e-6)
+
+
 # --------------------------------------------------------------------------------------
 # cross-entropy: nan and +inf
 # --------------------------------------------------------------------------------------
