@@ -62,6 +62,8 @@ def rows_target(target: NDArray[Any]) -> NDArray[np.int64]:
 
 def from_rows(rows: NDArray[Any], shape: tuple[int, ...], axis: int) -> NDArray[Any]:
     """Inverse of :func:`rows_view`: ``(R, C)`` rows back to ``shape`` with classes on ``axis``."""
+    if axis == len(shape) - 1:  # classes already last: no axis to move
+        return rows if rows.shape == shape else rows.reshape(shape)
     moved_shape = shape[:axis] + shape[axis + 1 :] + (shape[axis],)
     return np.moveaxis(rows.reshape(moved_shape), -1, axis)
 

@@ -51,6 +51,8 @@ def classes(shape: tuple[int, ...], axis: int, name: str) -> int:
 
 
 def reduction_mode(reduction: Any) -> str:
+    if reduction == "mean" and type(reduction) is str:  # the common case, checked quickly
+        return "mean"
     if not isinstance(reduction, str) or reduction not in REDUCTIONS:
         raise ValueError(f"reduction must be one of 'mean', 'sum', 'none', got {reduction!r}")
     return reduction
@@ -86,6 +88,8 @@ _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 def integer(value: Any, name: str) -> int:
     """An int that fits in int64 (the kernels' label type)."""
+    if type(value) is int and _INT64_MIN <= value <= _INT64_MAX:  # the common case
+        return value
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an int, got {type(value).__name__}")
     number = int(value)

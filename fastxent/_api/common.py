@@ -10,6 +10,8 @@ from numpy.typing import NDArray
 
 Loss = Any  # a NumPy scalar of the result dtype, or an array for reduction="none"
 
+_LARGEST = {"f": float(np.finfo(np.float32).max), "d": math.inf}
+
 
 def reduce_losses(
     losses: NDArray[np.float64],
@@ -25,15 +27,18 @@ def reduce_losses(
     ``"mean"`` divides the sum by ``denominator``; a zero denominator (empty batch, every
     row ignored) gives ``nan``. Sums are taken in float64 (NumPy's pairwise summation).
     """
-    # A loss beyond float32's range is +inf: the cast may say so, but must not warn.
-    with np.errstate(over="ignore"):
-        if reduction == "none":
-            scaled = losses if log_base == 1.0 else losses / log_base
+    if reduction == "none":
+        scaled = losses if log_base == 1.0 else losses / log_base
+        # A loss beyond float32's range is +inf: the cast may say so, but must not warn.
+        with np.errstate(over="ignore"):
             return scaled.reshape(batch_shape).astype(dtype)
-        total = float(losses.sum()) if total is None else total
-        if reduction == "mean":
-            total = total / denominator if denominator != 0 else math.nan
-        return dtype.type(total / log_base)
+    total = float(losses.sum()) if total is None else total
+    if reduction == "mean":
+        total = total / denominator if denominator != 0 else math.nan
+    value = total / log_base
+    if abs(value) > _LARGEST[dtype.char]:  # (false for nan) becomes inf, without a warning
+        value = math.copysign(math.inf, value)
+    return dtype.type(value)
 
 
 def gradient_scale(reduction: str, denominator: float, log_base: float) -> float:

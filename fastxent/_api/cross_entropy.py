@@ -22,7 +22,7 @@ from fastxent._layout import (
 )
 
 
-@dataclass
+@dataclass(slots=True)
 class _Problem:
     """A validated cross-entropy call, in the kernels' layout."""
 
@@ -54,6 +54,11 @@ def _prepare(
     label_smoothing: Any,
     base: Any,
 ) -> _Problem:
+    common = _prepare_common_case(
+        logits, target, axis, weight, ignore_index, reduction, label_smoothing, base
+    )
+    if common is not None:
+        return common
     array = _validate.float_array(logits, "logits")
     class_axis = _validate.class_axis(axis, array.ndim)
     n_classes = _validate.classes(array.shape, class_axis, "logits")
@@ -86,6 +91,62 @@ def _prepare(
     return _Problem(
         array, rows, columns, class_axis, batch_shape, labels, probabilities, weights, ignore,
         smoothing, mode, log_base,
+    )  # fmt: skip
+
+
+_REDUCTIONS = frozenset(_validate.REDUCTIONS)
+_KERNEL_DTYPES = {"f": np.dtype(np.float32), "d": np.dtype(np.float64)}
+_INT64 = np.dtype(np.int64)
+
+
+def _prepare_common_case(
+    logits: Any,
+    target: Any,
+    axis: Any,
+    weight: Any,
+    ignore_index: Any,
+    reduction: Any,
+    label_smoothing: Any,
+    base: Any,
+) -> _Problem | None:
+    """:func:`_prepare` in a few checks for the most common call, else ``None``.
+
+    That call: writable C-contiguous float32/float64 ``(N, C)`` logits, writable contiguous
+    int64 ``(N,)`` labels, the last axis, no weight, no base, an int ``ignore_index`` and a
+    float ``label_smoothing``. It needs no conversion, so the general path's checks reduce
+    to these; on a small batch they are most of a call's time.
+    """
+    if not (
+        type(logits) is np.ndarray
+        and type(target) is np.ndarray
+        and weight is None
+        and base is None
+        and type(ignore_index) is int
+        and type(label_smoothing) is float
+        and (axis == -1 or axis == 1)
+        and type(axis) is int
+        and type(reduction) is str
+        and reduction in _REDUCTIONS
+        and logits.ndim == 2
+        and target.ndim == 1
+        and target.dtype is _INT64  # native byte order: NumPy's int64 dtype is a singleton
+        and target.shape[0] == logits.shape[0]
+        and logits.shape[1] > 0
+        and 0.0 <= label_smoothing <= 1.0
+        and -(2**63) <= ignore_index < 2**63
+        and logits.flags.c_contiguous
+        and logits.flags.writeable
+        and target.flags.c_contiguous
+        and target.flags.writeable
+    ):
+        return None
+    dtype = _KERNEL_DTYPES.get(logits.dtype.char)
+    if dtype is None or logits.dtype is not dtype:
+        return None
+    return _Problem(
+        logits, logits, False, 1, (logits.shape[0],), target, None,
+        _validate.class_weight(None, logits.shape[1]), ignore_index, label_smoothing,
+        reduction, 1.0,
     )  # fmt: skip
 
 
