@@ -15,6 +15,7 @@ from numba import prange
 
 from fastxent._kernels.dispatch import row_kernel
 from fastxent._kernels.rows import (
+    next_row,
     row_exp_scaled_into,
     row_exp_sum,
     row_log_softmax_into,
@@ -29,7 +30,7 @@ def softmax_rows(logits, out):
     for i in prange(n_rows):
         row = logits[i]
         top = row_max(row)
-        upcoming = logits[i + 1] if i + 1 < n_rows else row
+        upcoming = next_row(logits, i)
         total = row_exp_sum(row, top, upcoming)
         row_exp_scaled_into(row, top, out.dtype.type(1.0 / total), out[i])
 
@@ -41,7 +42,7 @@ def log_softmax_rows(logits, out):
     for i in prange(n_rows):
         row = logits[i]
         top = row_max(row)
-        upcoming = logits[i + 1] if i + 1 < n_rows else row
+        upcoming = next_row(logits, i)
         total = row_exp_sum(row, top, upcoming)
         row_log_softmax_into(row, top, math.log(total), out[i])
 
@@ -52,5 +53,5 @@ def logsumexp_rows(logits, out):
     n_rows = logits.shape[0]
     for i in prange(n_rows):
         top = row_max(logits[i])
-        upcoming = logits[i + 1] if i + 1 < n_rows else logits[i]
+        upcoming = next_row(logits, i)
         out[i] = np.float64(top) + math.log(row_exp_sum(logits[i], top, upcoming))

@@ -31,6 +31,7 @@ from fastxent._kernels.dispatch import row_kernel
 from fastxent._kernels.rows import (
     SHORT_ROW,
     TILE_ROWS,
+    next_row,
     row_exp_scaled_in_place,
     row_exp_scaled_into,
     row_exp_sum,
@@ -94,7 +95,7 @@ def xent_sparse_forward(logits, target, weight, ignore_index, smoothing, losses)
             continue
         row = logits[i]
         top = row_max(row)
-        upcoming = logits[i + 1] if i + 1 < n_rows else row
+        upcoming = next_row(logits, i)
         if smoothing > 0.0:
             total, gap = smoothed_exp_sum(row, top, weight, row_weight, smoothing, upcoming)
         else:
@@ -147,7 +148,7 @@ def xent_sparse_forward_backward(
         row = logits[i]
         top = row_max(row)
         target_logit = row[label]
-        upcoming = logits[i + 1] if i + 1 < n_rows else row
+        upcoming = next_row(logits, i)
         if smoothing > 0.0:
             total, gap = smoothed_exp_sum(row, top, weight, row_weight, smoothing, upcoming)
         else:
@@ -274,7 +275,7 @@ def xent_dense_forward(logits, target, weight, smoothing, with_target_entropy, l
         row = logits[i]
         probabilities = target[i]
         top = row_max(row)
-        upcoming = logits[i + 1] if i + 1 < n_rows else row
+        upcoming = next_row(logits, i)
         log_total = math.log(row_exp_sum(row, top, upcoming))
         if with_target_entropy:
             losses[i] = row_kl_divergence(row, probabilities, top, log_total)
@@ -297,7 +298,7 @@ def xent_dense_forward_backward(logits, target, weight, smoothing, scale, in_pla
         top = row_max(row)
         mass = row_target_mass(probabilities, weight, keep, spread)
         gap = row_target_gap(row, probabilities, weight, keep, spread, top)
-        upcoming = logits[i + 1] if i + 1 < n_rows else row
+        upcoming = next_row(logits, i)
         total = row_exp_sum(row, top, upcoming)
         losses[i] = mass * math.log(total) + gap
         factor = out.dtype.type(scale * mass / total)
