@@ -8,6 +8,7 @@ that machine noise hits them alike; the report gives medians and ratios, never o
 from __future__ import annotations
 
 import importlib.util
+import math
 import statistics
 import sys
 import time
@@ -26,12 +27,15 @@ DEFAULT_SHAPES = ((1024, 128256), (4096, 32000), (8192, 1000), (65536, 10), (64,
 QUICK_SHAPES = ((4096, 32000), (8192, 1000), (64, 1000))
 OPERATIONS = ("forward", "forward+grad")
 
-# After a call, PyTorch's and JAX's worker threads keep spinning for a while, waiting for
-# more work; on a 2-core machine that took 8-27 ms off the next peer's 53 ms call. Before
-# each timed sample of a large case (a call above SETTLE_AFTER_S), the bench pauses
-# SETTLE_S, untimed, so that every peer starts on idle cores.
+# After a call, PyTorch's and JAX's worker threads (and Numba's) keep spinning for a while,
+# waiting for more work; on a 2-core machine that took 8-27 ms off the next peer's 53 ms
+# call. So each timed sample repeats its call for at least SAMPLE_S, and before each sample
+# of a case whose calls take over SETTLE_AFTER_S the bench pauses SETTLE_S, untimed. (Small
+# cases get no pause: after one, every peer's first calls ran on cold, idle cores, which
+# tripled PyTorch's 64 x 1000 forward+grad.)
+SAMPLE_S = 0.02
 SETTLE_AFTER_S = 1e-3
-SETTLE_S = 0.1
+SETTLE_S = 0.05
 
 
 @dataclass
@@ -135,9 +139,15 @@ def _repeats_for(n_elements: int, quick: bool) -> int:
     return 21 if quick else 51
 
 
-def _inner_loops_for(n_elements: int) -> int:
-    """Calls per timed sample, so that one sample lasts well above the clock's resolution."""
-    return max(1, min(1000, (1 << 18) // max(n_elements, 1)))
+def _time_one_call(call: Callable[[], Any]) -> float:
+    start = time.perf_counter()
+    call()
+    return time.perf_counter() - start
+
+
+def _inner_loops_for(seconds_per_call: float) -> int:
+    """Calls per timed sample, so that one sample lasts about ``SAMPLE_S`` or more."""
+    return max(1, min(20_000, math.ceil(SAMPLE_S / max(seconds_per_call, 1e-9))))
 
 
 def run(
@@ -194,14 +204,17 @@ def run(
         y = rng.integers(0, n_classes, size=n_rows)
         case_peers = [p for p in chosen if not (p == "reference" and quick and x.size > (1 << 26))]
         calls = {p: _peer_calls(p, x, y, n_threads) for p in case_peers}
-        repeats, inner = _repeats_for(x.size, quick), _inner_loops_for(x.size)
+        repeats = _repeats_for(x.size, quick)
         for operation in operations:
             if progress:
                 progress(f"{n_rows} x {n_classes} {dtype} {operation}")
-            losses = {}
+            losses, inner, seconds = {}, {}, {}
             for peer in case_peers:
                 value = calls[peer][operation]()  # warm-up: compilation, caches, allocator
                 losses[peer] = float(value[0] if isinstance(value, tuple) else value)
+                seconds[peer] = _time_one_call(calls[peer][operation])
+                inner[peer] = _inner_loops_for(seconds[peer])
+            settle = seconds["fastxent"] > SETTLE_AFTER_S
             samples: dict[str, list[float]] = {p: [] for p in case_peers}
             for repeat in range(repeats):
                 # Each repetition starts with another peer, so that none always runs right
@@ -209,13 +222,13 @@ def run(
                 for peer in (
                     case_peers[repeat % len(case_peers) :] + case_peers[: repeat % len(case_peers)]
                 ):
-                    call = calls[peer][operation]
-                    if samples["fastxent"] and min(samples["fastxent"]) > SETTLE_AFTER_S:
+                    call, loops = calls[peer][operation], inner[peer]
+                    if settle:
                         time.sleep(SETTLE_S)
                     start = time.perf_counter()
-                    for _ in range(inner):
+                    for _ in range(loops):
                         call()
-                    samples[peer].append((time.perf_counter() - start) / inner)
+                    samples[peer].append((time.perf_counter() - start) / loops)
             own = statistics.median(samples["fastxent"])
             for peer in case_peers:
                 median = statistics.median(samples[peer])
