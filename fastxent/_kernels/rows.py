@@ -149,50 +149,43 @@ def next_row(rows, i):
 def row_exp_sum(row, shift, upcoming):
     """``sum_c exp(row[c] - shift)`` in float64, for ``shift >= max(row)``.
 
-    The terms are summed in vector lanes, a block of ``EXP_BLOCK`` at a time, split so that
-    float32 lanes lose nothing a float64 sum would keep (``split_for_sum``); the block
+    :func:`row_exp_sum_and_gap` without the second sum.
+    """
+    return row_exp_sum_and_gap(row, shift, row[:0], upcoming)[0]
+
+
+@row_helper
+def row_exp_sum_and_gap(row, shift, weight, upcoming):
+    """``sum_c exp(row[c] - shift)`` in float64, and ``sum_c weight[c] * (shift - row[c])``.
+
+    The exp terms are summed in vector lanes, a block of ``EXP_BLOCK`` at a time, split so
+    that float32 lanes lose nothing a float64 sum would keep (``split_for_sum``); the block
     sums are added in float64 with compensation, so that float64 rows of 2**18 classes sum
     as accurately as in one vector loop. Meanwhile the cache lines of ``upcoming`` (the
     next row to process, same length) are prefetched, a block at a time, so that its
     memory-bound max overlaps this compute-bound sum: 1.2-2x faster on rows from DRAM. An
     empty ``upcoming`` (see :func:`next_row`) means one block for the whole row.
+
+    The second sum (label smoothing's; skipped, 0, for an empty ``weight``, which otherwise
+    has the row's dtype) has no cancellation (every term is >= 0), so it is summed in the
+    row's dtype per block, then in float64. It comes out ``inf`` or ``nan`` where that
+    dtype cannot hold a term (a zero weight at a ``-inf`` logit, a span beyond its range):
+    callers then use :func:`row_weighted_gap`, which handles both.
     """
-    if upcoming.size == 0:
-        return _block_exp_sum(row, shift)
-    total = compensation = 0.0
-    n_blocks = row.size // EXP_BLOCK
-    for block in range(n_blocks):
-        start = block * EXP_BLOCK
-        _prefetch_block(upcoming, start)
-        block_sum = _block_exp_sum(row[start : start + EXP_BLOCK], shift)
-        total, compensation = neumaier_add(total, compensation, block_sum)
-    block_sum = _block_exp_sum(row[n_blocks * EXP_BLOCK :], shift)
-    total, compensation = neumaier_add(total, compensation, block_sum)
-    return total + compensation
-
-
-@row_helper
-def row_exp_sum_and_gap(row, shift, weight, upcoming):
-    """:func:`row_exp_sum` and ``sum_c weight[c] * (shift - row[c])``, in one sweep.
-
-    ``weight`` has the row's dtype. The second sum (label smoothing's) has no cancellation
-    (every term is >= 0), so it is summed in the row's dtype per block, then in float64.
-    It comes out ``inf`` or ``nan`` where the row's dtype cannot hold a term (a zero weight
-    at a ``-inf`` logit, a span beyond its range): callers then use
-    :func:`row_weighted_gap`, which handles both.
-    """
+    with_gap = weight.size > 0
+    prefetching = upcoming.size > 0
+    block_size = EXP_BLOCK if prefetching else row.size
     total = compensation = gap = 0.0
-    n_blocks = row.size // EXP_BLOCK
-    for block in range(n_blocks + 1):
-        start = block * EXP_BLOCK
-        stop = min(start + EXP_BLOCK, row.size)
-        if block < n_blocks and upcoming.size > 0:
+    for start in range(0, row.size, block_size):
+        stop = min(start + block_size, row.size)
+        if prefetching and stop - start == EXP_BLOCK:
             _prefetch_block(upcoming, start)
         block_sum = _block_exp_sum(row[start:stop], shift)
         total, compensation = neumaier_add(total, compensation, block_sum)
-        # A second loop over the block, still in L1: fused into the first one, the extra
-        # accumulators spill registers.
-        gap += _block_gap(row[start:stop], shift, weight[start:stop])
+        if with_gap:
+            # A second loop over the block, still in L1: fused into the first one, the
+            # extra accumulators spill registers.
+            gap += _block_gap(row[start:stop], shift, weight[start:stop])
     return total + compensation, gap
 
 

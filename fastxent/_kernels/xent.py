@@ -96,10 +96,7 @@ def xent_sparse_forward(logits, target, weight, ignore_index, smoothing, losses)
         row = logits[i]
         top = row_max(row)
         upcoming = next_row(logits, i)
-        if smoothing > 0.0:
-            total, gap = smoothed_exp_sum(row, top, weight, row_weight, smoothing, upcoming)
-        else:
-            total, gap = row_exp_sum(row, top, upcoming), 0.0
+        total, gap = exp_sum_and_gap(row, top, weight, row_weight, smoothing, upcoming)
         log_total = math.log(total)
         losses[i] = sparse_loss(
             log_total, top, row[label], weight[label], weight_total, gap, smoothing, n_classes
@@ -149,10 +146,7 @@ def xent_sparse_forward_backward(
         top = row_max(row)
         target_logit = row[label]
         upcoming = next_row(logits, i)
-        if smoothing > 0.0:
-            total, gap = smoothed_exp_sum(row, top, weight, row_weight, smoothing, upcoming)
-        else:
-            total, gap = row_exp_sum(row, top, upcoming), 0.0
+        total, gap = exp_sum_and_gap(row, top, weight, row_weight, smoothing, upcoming)
         # The term of S that belongs to the target, as row_exp_sum computed it.
         target_exp = np.float64(exp_clamped(target_logit - top))
         log_total = math.log(total)
@@ -310,13 +304,15 @@ def xent_dense_forward_backward(logits, target, weight, smoothing, scale, in_pla
 
 
 @row_helper
-def smoothed_exp_sum(row, top, weight, row_weight, smoothing, upcoming):
+def exp_sum_and_gap(row, top, weight, row_weight, smoothing, upcoming):
     """``(S, gap)``: the row's exp-sum and label smoothing's ``(eps / C) sum_c w_c (m - z_c)``.
 
     One sweep computes both, with the weights in the row's dtype (``row_weight``); where
     that dtype cannot hold the gap's terms, :func:`row_weighted_gap` recomputes it in
-    float64 from ``weight``.
+    float64 from ``weight``. Without smoothing the gap is 0 and not computed.
     """
+    if smoothing == 0.0:
+        return row_exp_sum(row, top, upcoming), 0.0
     spread = smoothing / row.size
     total, gap = row_exp_sum_and_gap(row, top, row_weight, upcoming)
     if math.isfinite(gap):
