@@ -12,7 +12,7 @@ here are written so that a loop calling them compiles to 256/512-bit SIMD code:
   not matter.
 - :func:`split_for_sum` splits float32 terms so that float32 vector lanes sum them as
   accurately as float64 would.
-- :func:`fmax` emits ``llvm.maxnum``, which LLVM vectorises in reductions.
+- :func:`fmaximum` emits ``llvm.maximum``, which LLVM vectorises in reductions.
 
 Each primitive also runs as plain Python (``NUMBA_DISABLE_JIT=1``) with the same meaning.
 """
@@ -63,34 +63,38 @@ def _float_to_bits(typingctx, value):
 
 
 @intrinsic
-def _maxnum(typingctx, a, b):
-    """``llvm.maxnum``: the larger of two floats, the other one if either is nan."""
+def _maximum(typingctx, a, b):
+    """``llvm.maximum``: the larger of two floats, ``nan`` if either is ``nan``."""
     if not (isinstance(a, types.Float) and a == b):
         return None
 
     def codegen(context, builder, signature, args):
         value_type = context.get_value_type(a)
         function_type = ir.FunctionType(value_type, [value_type, value_type])
-        name = "llvm.maxnum.f32" if a == types.float32 else "llvm.maxnum.f64"
+        name = "llvm.maximum.f32" if a == types.float32 else "llvm.maximum.f64"
         function = cgutils.get_or_insert_function(builder.module, function_type, name)
         return builder.call(function, args)
 
     return a(a, b), codegen
 
 
-def fmax(a: float, b: float) -> float:
-    """Larger of ``a`` and ``b``; a ``nan`` argument is ignored (IEEE ``maxNum``)."""
-    if math.isnan(a):
-        return b
-    if math.isnan(b):
-        return a
+def fmaximum(a: float, b: float) -> float:
+    """Larger of ``a`` and ``b``, ``nan`` if either is ``nan`` (IEEE 754-2019 ``maximum``).
+
+    LLVM vectorises a reduction of it into one ``vmaxps`` plus a ``nan`` fix-up per vector
+    and a tree at the end. ``llvm.maxnum`` (which skips ``nan``) vectorised with a bail-out
+    to scalar code on ``nan``, a scalar remainder and a 16-step serial horizontal reduction:
+    2.7x slower on rows of 1000 float32.
+    """
+    if math.isnan(a) or math.isnan(b):
+        return math.nan
     return a if a > b else b
 
 
-@overload(fmax, jit_options={"fastmath": set(PRIMITIVE_FASTMATH)})
-def _fmax_jit(a, b):
+@overload(fmaximum, jit_options={"fastmath": set(PRIMITIVE_FASTMATH)})
+def _fmaximum_jit(a, b):
     if isinstance(a, types.Float) and a == b:
-        return lambda a, b: _maxnum(a, b)
+        return lambda a, b: _maximum(a, b)
     return None
 
 
@@ -355,6 +359,25 @@ def use_512bit_vectors(typingctx):
         attributes = builder.function.attributes
         set.add(attributes, '"prefer-vector-width"="512"')
         set.add(attributes, '"min-legal-vector-width"="512"')
+        return context.get_dummy_value()
+
+    return types.none(), codegen
+
+
+@intrinsic
+def inline_into_callers(typingctx):
+    """Make LLVM inline the calling function into each of its callers (``alwaysinline``).
+
+    Numba compiles every function on its own, and a row helper's vector loop makes it too
+    large for LLVM's inliner. Left as a call, each array argument and slice is
+    reference-counted with an atomic increment and decrement per call: ~15 of them per
+    row, on a counter that all threads share. Inlined, Numba's reference-count pruning
+    removes them: the exp-sum of 1000-class rows ran at 0.41 instead of 0.63 ns per
+    element. Every ``row_helper`` starts with this call.
+    """
+
+    def codegen(context, builder, signature, args):
+        set.add(builder.function.attributes, "alwaysinline")
         return context.get_dummy_value()
 
     return types.none(), codegen

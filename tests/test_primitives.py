@@ -120,3 +120,20 @@ def test_row_exp_sum_of_a_confident_row():
     for upcoming in (row, row[:0]):
         total = row_exp_sum(row, np.float32(0.0), upcoming)
         assert abs((total - 1.0) - rest) <= 1e-6 * rest
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("size", [1, 7, 16, 63, 64, 100, 1000, 1024, 4099])
+def test_row_max_matches_numpy_and_propagates_nan(dtype, size):
+    # The vector body, its remainder and the tree reduction: the maximum and a nan
+    # anywhere must come out of each of them (np.max propagates nan, like the row's loss).
+    rng = np.random.default_rng(size)
+    row = rng.standard_normal(size).astype(dtype)
+    for position in sorted({0, size // 2, size - 1}):
+        peaked = row.copy()
+        peaked[position] = 50.0
+        assert row_max(peaked) == peaked.max() == 50.0
+        spoiled = row.copy()
+        spoiled[position] = np.nan
+        assert math.isnan(row_max(spoiled))
+    assert row_max(np.full(size, -np.inf, dtype)) == -np.inf

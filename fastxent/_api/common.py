@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -11,6 +12,15 @@ from numpy.typing import NDArray
 Loss = Any  # a NumPy scalar of the result dtype, or an array for reduction="none"
 
 _LARGEST = {"f": float(np.finfo(np.float32).max), "d": math.inf}
+# A Python float to the result scalar. NumPy 2 makes ``np.float32(x)`` in ~0.5 us, and
+# ``np.float32(1) * x`` (the same float32: the "weak" Python scalar is rounded to float32,
+# then multiplied exactly by 1) in ~0.1 us, a tenth of a small call. NumPy 1 computes that
+# product in float64, so there the constructor stays.
+_FLOAT32_ONE = np.float32(1.0)
+_TO_RESULT: dict[str, Callable[[float], Any]] = {
+    "f": _FLOAT32_ONE.__mul__ if type(_FLOAT32_ONE * 0.5) is np.float32 else np.float32,
+    "d": np.float64,
+}
 
 
 def reduce_losses(
@@ -38,7 +48,7 @@ def reduce_losses(
     value = total / log_base
     if abs(value) > _LARGEST[dtype.char]:  # (false for nan) becomes inf, without a warning
         value = math.copysign(math.inf, value)
-    return dtype.type(value)
+    return _TO_RESULT[dtype.char](value)
 
 
 def gradient_scale(reduction: str, denominator: float, log_base: float) -> float:

@@ -54,11 +54,7 @@ def _prepare(
     label_smoothing: Any,
     base: Any,
 ) -> _Problem:
-    common = _prepare_common_case(
-        logits, target, axis, weight, ignore_index, reduction, label_smoothing, base
-    )
-    if common is not None:
-        return common
+    """Validate any call and bring it to the kernels' layout (after the common case's checks)."""
     array = _validate.float_array(logits, "logits")
     class_axis = _validate.class_axis(axis, array.ndim)
     n_classes = _validate.classes(array.shape, class_axis, "logits")
@@ -95,7 +91,8 @@ def _prepare(
 
 
 _REDUCTIONS = frozenset(_validate.REDUCTIONS)
-_KERNEL_DTYPES = {"f": np.dtype(np.float32), "d": np.dtype(np.float64)}
+_FLOAT32 = np.dtype(np.float32)
+_FLOAT64 = np.dtype(np.float64)
 _INT64 = np.dtype(np.int64)
 
 
@@ -123,25 +120,21 @@ def _prepare_common_case(
         and base is None
         and type(ignore_index) is int
         and type(label_smoothing) is float
-        and (axis == -1 or axis == 1)
         and type(axis) is int
+        and (axis == -1 or axis == 1)
         and type(reduction) is str
         and reduction in _REDUCTIONS
+        # Native-byte-order dtypes are singletons: `is` also rules out big-endian arrays.
+        and (logits.dtype is _FLOAT32 or logits.dtype is _FLOAT64)
+        and target.dtype is _INT64
         and logits.ndim == 2
-        and target.ndim == 1
-        and target.dtype is _INT64  # native byte order: NumPy's int64 dtype is a singleton
-        and target.shape[0] == logits.shape[0]
+        and target.shape == logits.shape[:1]
         and logits.shape[1] > 0
         and 0.0 <= label_smoothing <= 1.0
         and -(2**63) <= ignore_index < 2**63
-        and logits.flags.c_contiguous
-        and logits.flags.writeable
-        and target.flags.c_contiguous
-        and target.flags.writeable
+        and logits.flags.carray  # C-contiguous, aligned and writeable
+        and target.flags.carray
     ):
-        return None
-    dtype = _KERNEL_DTYPES.get(logits.dtype.char)
-    if dtype is None or logits.dtype is not dtype:
         return None
     return _Problem(
         logits, logits, False, 1, (logits.shape[0],), target, None,
@@ -221,10 +214,12 @@ def cross_entropy(
     >>> round(float(fastxent.cross_entropy(logits, np.array([2]))), 4)
     0.1762
     """
-    problem = _prepare(logits, target, axis, weight, ignore_index, reduction, label_smoothing, base)
+    problem = _prepare_common_case(
+        logits, target, axis, weight, ignore_index, reduction, label_smoothing, base
+    ) or _prepare(logits, target, axis, weight, ignore_index, reduction, label_smoothing, base)
     rows = problem.rows
-    losses = np.empty(problem.labels.size if problem.labels is not None else rows.shape[0])
     if problem.labels is not None:
+        losses: NDArray[np.float64] = np.empty(problem.labels.shape)
         kernel = (
             column_kernels.xent_sparse_forward_columns
             if problem.columns
@@ -232,11 +227,12 @@ def cross_entropy(
         )
         n_invalid, denominator, total = kernel(
             rows.size, rows, problem.labels, problem.weight, problem.ignore_index,
-            problem.smoothing, losses.reshape(problem.labels.shape),
+            problem.smoothing, losses,
         )  # fmt: skip
         if n_invalid:
             _raise_for_labels(problem, target)
     else:
+        losses = np.empty(rows.shape[0])
         denominator, total = rows.shape[0], None
         kernels.xent_dense_forward(
             rows.size, rows, problem.probabilities, problem.weight, problem.smoothing, False,
@@ -293,7 +289,9 @@ def cross_entropy_with_grad(
     >>> grad.round(2)
     array([[ 0.02,  0.14, -0.16]])
     """
-    problem = _prepare(logits, target, axis, weight, ignore_index, reduction, label_smoothing, base)
+    problem = _prepare_common_case(
+        logits, target, axis, weight, ignore_index, reduction, label_smoothing, base
+    ) or _prepare(logits, target, axis, weight, ignore_index, reduction, label_smoothing, base)
     rows = problem.rows
     if out is not None:
         others = (target, weight)
@@ -301,7 +299,7 @@ def cross_entropy_with_grad(
     grad_rows, in_place = _gradient_rows(out, problem)
     mean = problem.reduction == "mean"
     if problem.labels is not None:
-        losses = np.empty(problem.labels.size)
+        losses: NDArray[np.float64] = np.empty(problem.labels.shape)
         kernel = (
             column_kernels.xent_sparse_forward_backward_columns
             if problem.columns
@@ -310,7 +308,7 @@ def cross_entropy_with_grad(
         n_invalid, denominator, total = kernel(
             rows.size, rows, problem.labels, problem.weight, problem.ignore_index,
             problem.smoothing, mean, problem.log_base, in_place,
-            losses.reshape(problem.labels.shape), grad_rows,
+            losses, grad_rows,
         )  # fmt: skip
         if n_invalid:
             _raise_for_labels(problem, target)

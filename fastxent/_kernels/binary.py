@@ -19,12 +19,13 @@ from numba import prange
 
 from fastxent._config import row_helper
 from fastxent._kernels.dispatch import row_kernel
-from fastxent._simd import exp_nonpositive
+from fastxent._simd import exp_nonpositive, inline_into_callers
 
 
 @row_helper
 def _binary_terms(x, z, w, pos_w):
     """Coefficients ``(a, b)`` of one element, and its ``exp(-|x|)``."""
+    inline_into_callers()
     x64 = np.float64(x)
     z64 = np.float64(z)
     return w * (1.0 - z64), w * pos_w * z64, x64, exp_nonpositive(-abs(x64))
@@ -32,6 +33,7 @@ def _binary_terms(x, z, w, pos_w):
 
 @row_helper
 def _binary_loss(a, b, x, small):
+    inline_into_callers()
     log_term = math.log1p(small)
     loss = 0.0
     if a != 0.0:
@@ -43,6 +45,7 @@ def _binary_loss(a, b, x, small):
 
 @row_helper
 def _binary_gradient(a, b, x, small):
+    inline_into_callers()
     # sigmoid(x) and sigmoid(-x) without exp of a positive number.
     if x >= 0.0:
         sig_pos = 1.0 / (1.0 + small)

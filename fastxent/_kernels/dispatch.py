@@ -13,10 +13,8 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
-import numba
-
 from fastxent._config import parallel_kernel, serial_kernel
-from fastxent._threading import parallel_permission, prepare
+from fastxent._threading import exclusive_layer, parallel_permission, parallel_threads
 
 PARALLEL_MIN_ELEMENTS = 1 << 15
 
@@ -42,12 +40,12 @@ class RowKernel:
 
     def __call__(self, n_elements: int, *args: Any) -> Any:
         """Run on ``args``; ``n_elements`` (the logits' size) picks the compilation."""
-        prepare()  # before numba.get_num_threads(), which starts the threading layer
-        if n_elements >= PARALLEL_MIN_ELEMENTS and numba.get_num_threads() > 1:
+        if n_elements < PARALLEL_MIN_ELEMENTS or parallel_threads() < 2:
+            return self.serial(*args)
+        if exclusive_layer():
             with parallel_permission() as allowed:
-                if allowed:
-                    return self.parallel(*args)
-        return self.serial(*args)
+                return self.parallel(*args) if allowed else self.serial(*args)
+        return self.parallel(*args)
 
 
 def row_kernel(function: Callable[..., Any]) -> RowKernel:

@@ -13,6 +13,7 @@ from numba import prange
 
 from fastxent._config import row_helper
 from fastxent._kernels.dispatch import row_kernel
+from fastxent._simd import inline_into_callers
 
 
 @row_kernel
@@ -44,6 +45,7 @@ def entropy_rows(probs, losses):
 @row_helper
 def _clip(p, eps):
     """``p`` clipped to ``[eps, 1]``; ``nan`` stays ``nan``."""
+    inline_into_callers()
     if p < eps:
         return eps
     if p > 1.0:

@@ -16,7 +16,8 @@ from fastxent._config import primitive, row_helper
 from fastxent._simd import (
     exp_clamped,
     exp_nonpositive,
-    fmax,
+    fmaximum,
+    inline_into_callers,
     prefetch,
     split_for_sum,
     use_512bit_vectors,
@@ -39,16 +40,18 @@ WHOLE_ROW = 1024
 
 @row_helper
 def row_max(row):
-    """Largest element of ``row``, ignoring ``nan`` (a ``nan`` row gives ``nan`` later)."""
+    """Largest element of ``row``; ``nan`` if the row holds a ``nan`` (its loss is ``nan``)."""
+    inline_into_callers()
     use_512bit_vectors()
     largest = row[0]
     for c in range(row.size):
-        largest = fmax(largest, row[c])
+        largest = fmaximum(largest, row[c])
     return largest
 
 
 @row_helper
 def _exp_shifted_in_place(out, shift):
+    inline_into_callers()
     # Loops run over range(size) of slices: with an index Numba cannot prove >= 0 it emits
     # a negative-index wraparound select, and LLVM then falls back to gather/scatter.
     use_512bit_vectors()
@@ -65,6 +68,7 @@ def short_rows_exp(block, tops, out):
     whole contiguous block. ``out`` (same shape, C-contiguous) may be ``block`` itself.
     Returns nothing; the caller sums each row of ``out``.
     """
+    inline_into_callers()
     use_512bit_vectors()
     n_rows = block.shape[0]
     for r in range(n_rows):
@@ -81,6 +85,7 @@ def short_rows_exp(block, tops, out):
 @row_helper
 def row_sum(row):
     """``sum(row)`` in float64."""
+    inline_into_callers()
     use_512bit_vectors()
     total = 0.0
     for c in range(row.size):
@@ -105,6 +110,7 @@ def neumaier_add(total, compensation, term):
 @row_helper
 def _block_exp_sum(block, shift):
     """``sum_c exp(block[c] - shift)`` in float64, summed in lanes of the block's dtype."""
+    inline_into_callers()
     use_512bit_vectors()
     high = block.dtype.type(0.0)
     low = block.dtype.type(0.0)
@@ -118,6 +124,7 @@ def _block_exp_sum(block, shift):
 @row_helper
 def _block_gap(block, shift, weight):
     """``sum_c weight[c] * (shift - block[c])`` in float64, summed in the block's dtype."""
+    inline_into_callers()
     use_512bit_vectors()
     gap = block.dtype.type(0.0)
     for c in range(block.size):
@@ -128,6 +135,7 @@ def _block_gap(block, shift, weight):
 @row_helper
 def _prefetch_block(upcoming, start):
     """Prefetch the cache lines of ``upcoming[start : start + EXP_BLOCK]``."""
+    inline_into_callers()
     for ahead in range(0, EXP_BLOCK, CACHE_LINE_BYTES // upcoming.itemsize):
         prefetch(upcoming, start + ahead)
 
@@ -140,6 +148,7 @@ def next_row(rows, i):
     small enough in all to stay in cache (``CACHE_RESIDENT_BYTES``): there the blocks'
     reductions are pure overhead.
     """
+    inline_into_callers()
     if rows.shape[1] <= WHOLE_ROW and rows.size * rows.itemsize <= CACHE_RESIDENT_BYTES:
         return rows[i, :0]
     return rows[i + 1] if i + 1 < rows.shape[0] else rows[i]
@@ -151,6 +160,7 @@ def row_exp_sum(row, shift, upcoming):
 
     :func:`row_exp_sum_and_gap` without the second sum.
     """
+    inline_into_callers()
     return row_exp_sum_and_gap(row, shift, row[:0], upcoming)[0]
 
 
@@ -172,6 +182,7 @@ def row_exp_sum_and_gap(row, shift, weight, upcoming):
     dtype cannot hold a term (a zero weight at a ``-inf`` logit, a span beyond its range):
     callers then use :func:`row_weighted_gap`, which handles both.
     """
+    inline_into_callers()
     with_gap = weight.size > 0
     prefetching = upcoming.size > 0
     block_size = EXP_BLOCK if prefetching else row.size
@@ -192,6 +203,7 @@ def row_exp_sum_and_gap(row, shift, weight, upcoming):
 @row_helper
 def row_exp_scaled_into(row, shift, factor, out):
     """``out = exp(row - shift) * factor``, ``factor`` in the row's dtype."""
+    inline_into_callers()
     use_512bit_vectors()
     for c in range(row.size):
         out[c] = exp_nonpositive(row[c] - shift) * factor
@@ -204,6 +216,7 @@ def row_exp_scaled_in_place(out, shift, factor):
     A separate loop because LLVM does not vectorise ``row_exp_scaled_into(x, s, f, x)``:
     its runtime overlap check sends identical input and output to the scalar loop.
     """
+    inline_into_callers()
     use_512bit_vectors()
     for c in range(out.size):
         out[c] = exp_nonpositive(out[c] - shift) * factor
@@ -226,6 +239,7 @@ def row_log_softmax_into(row, top, log_total, out):
 @row_helper
 def row_scale(out, factor):
     """Multiply ``out`` by ``factor`` in place."""
+    inline_into_callers()
     use_512bit_vectors()
     for c in range(out.size):
         out[c] *= factor
@@ -253,6 +267,7 @@ def row_weighted_gap(row, weight, top, factor):
     With ``top = max(row)`` every term is >= 0, so the sum has no cancellation. A zero
     weight on a ``-inf`` logit contributes 0 (not ``0 * inf = nan``).
     """
+    inline_into_callers()
     use_512bit_vectors()
     top64 = np.float64(top)
     total = 0.0
@@ -265,6 +280,7 @@ def row_weighted_gap(row, weight, top, factor):
 @row_helper
 def row_target_mass(target, weight, keep, spread):
     """``sum_c weight[c] * (keep * target[c] + spread)``: the total mass ``A`` of a row."""
+    inline_into_callers()
     use_512bit_vectors()
     total = 0.0
     for c in range(target.size):
@@ -278,6 +294,7 @@ def row_target_gap(row, target, weight, keep, spread, top):
 
     Classes with ``a_c == 0`` contribute 0 even at a ``-inf`` logit (0 log 0 = 0).
     """
+    inline_into_callers()
     use_512bit_vectors()
     top64 = np.float64(top)
     total = 0.0
@@ -290,6 +307,7 @@ def row_target_gap(row, target, weight, keep, spread, top):
 @row_helper
 def row_subtract_target(out, target, weight, keep, spread, factor):
     """``out[c] -= factor * weight[c] * (keep * target[c] + spread)`` in place."""
+    inline_into_callers()
     use_512bit_vectors()
     for c in range(out.size):
         mass = weight[c] * (keep * np.float64(target[c]) + spread)
@@ -299,6 +317,7 @@ def row_subtract_target(out, target, weight, keep, spread, factor):
 @row_helper
 def row_subtract_weight(out, weight, factor):
     """``out[c] -= factor * weight[c]`` in place."""
+    inline_into_callers()
     use_512bit_vectors()
     for c in range(out.size):
         out[c] -= factor * weight[c]

@@ -47,7 +47,7 @@ from fastxent._kernels.rows import (
     row_weighted_gap,
     short_rows_exp,
 )
-from fastxent._simd import exp_clamped
+from fastxent._simd import exp_clamped, inline_into_callers
 
 
 @row_helper
@@ -56,6 +56,7 @@ def label_summary(target, weight, ignore_index, n_classes):
 
     Returns ``(n_invalid, counted_weight)``.
     """
+    inline_into_callers()
     n_invalid = 0
     counted_weight = 0.0
     for i in range(target.size):
@@ -311,6 +312,7 @@ def exp_sum_and_gap(row, top, weight, row_weight, smoothing, upcoming):
     that dtype cannot hold the gap's terms, :func:`row_weighted_gap` recomputes it in
     float64 from ``weight``. Without smoothing the gap is 0 and not computed.
     """
+    inline_into_callers()
     if smoothing == 0.0:
         return row_exp_sum(row, top, upcoming), 0.0
     spread = smoothing / row.size

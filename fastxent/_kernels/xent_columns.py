@@ -19,19 +19,20 @@ from fastxent._config import row_helper
 from fastxent._kernels.dispatch import row_kernel
 from fastxent._kernels.rows import row_sum
 from fastxent._kernels.xent import label_summary, sparse_loss, target_gradient
-from fastxent._simd import exp_nonpositive, fmax
+from fastxent._simd import exp_nonpositive, fmaximum, inline_into_callers
 
 TILE = 512  # positions per task: 512 float64 partial sums stay in L1
 
 
 @row_helper
 def _tile_max(logits, a, start, stop, top):
+    inline_into_callers()
     n_classes = logits.shape[1]
     for b in range(start, stop):
         top[b - start] = logits[a, 0, b]
     for c in range(1, n_classes):
         for b in range(start, stop):
-            top[b - start] = fmax(top[b - start], logits[a, c, b])
+            top[b - start] = fmaximum(top[b - start], logits[a, c, b])
 
 
 @row_kernel
