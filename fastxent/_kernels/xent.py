@@ -46,6 +46,7 @@ from fastxent._kernels.rows import (
     row_target_mass,
     row_weighted_gap,
     short_rows_exp,
+    short_rows_exp_sums,
 )
 from fastxent._simd import exp_clamped, inline_into_callers
 
@@ -181,8 +182,8 @@ def _sparse_forward_short_rows(
         stop = min(start + TILE_ROWS, n_rows)
         block = logits[start:stop]
         tops = np.empty(stop - start, logits.dtype)
-        exps = np.empty_like(block)
-        short_rows_exp(block, tops, exps)
+        totals = np.empty(stop - start)
+        short_rows_exp_sums(block, tops, totals, np.empty((n_classes, stop - start), block.dtype))
         for r in range(stop - start):
             label = target[start + r]
             if label == ignore_index:
@@ -195,8 +196,8 @@ def _sparse_forward_short_rows(
                 else 0.0
             )
             losses[start + r] = sparse_loss(
-                math.log(row_sum(exps[r])), tops[r], row[label], weight[label], weight_total,
-                gap, smoothing, n_classes,
+                math.log(totals[r]), tops[r], row[label], weight[label], weight_total, gap,
+                smoothing, n_classes,
             )  # fmt: skip
 
 
