@@ -18,7 +18,13 @@ from typing import Any, TypeVar
 
 import numba
 
+from fastxent._cache import install_package_stamps
+
 F = TypeVar("F", bound=Callable[..., Any])
+
+# Before any kernel is decorated: its on-disk cache is stamped with all of fastxent's
+# sources, not only its own file (see fastxent._cache).
+install_package_stamps()
 
 FASTMATH = frozenset({"reassoc", "contract", "afn", "nsz", "arcp"})
 PRIMITIVE_FASTMATH = frozenset({"contract"})

@@ -386,6 +386,41 @@ def test_concurrent_first_compilation_into_one_cache(tmp_path):
 
 
 # --------------------------------------------------------------------------------------
+# (b2) a change in a helper's file invalidates the kernels that inline it
+# --------------------------------------------------------------------------------------
+
+
+def test_an_edited_helper_file_invalidates_the_cached_kernels(tmp_path):
+    """The softmax kernels live in ``_kernels/softmax.py`` and inline ``_kernels/rows.py``.
+
+    Numba stamps a cached function with its own file only: after an edit of ``rows.py``
+    alone it would load kernels built from the old helpers. fastxent stamps every kernel
+    with all of its sources (``fastxent._cache``). A copy of the package is run three
+    times: cold (compiles), warm (loads from the cache), after appending a comment to
+    ``rows.py`` (compiles again, loads nothing stale).
+    """
+    root = _copy_package(tmp_path / "site")
+    env = _child_env(PYTHONPATH=str(root), HOME=str(tmp_path), FASTXENT_EXPECTED_ROOT=str(root))
+    env["FASTXENT_FUNCTIONS"] = "softmax"
+
+    def run() -> tuple[int, int]:
+        result = _run(CHECK_SCRIPT + CACHE_STATS, env, cwd=tmp_path)
+        assert result.returncode == 0, _explain(result)
+        assert "ok" in result.stdout.split(), _explain(result)
+        hits, misses = result.stdout.split("cache")[-1].split()[:2]
+        return int(hits), int(misses)
+
+    cold_hits, cold_misses = run()
+    assert cold_hits == 0 and cold_misses > 0
+    warm_hits, warm_misses = run()
+    assert warm_hits == cold_misses and warm_misses == 0
+    rows = root / "fastxent" / "_kernels" / "rows.py"
+    rows.write_text(rows.read_text() + "# an edit\n")
+    edited_hits, edited_misses = run()
+    assert edited_hits == 0 and edited_misses == cold_misses
+
+
+# --------------------------------------------------------------------------------------
 # (c) no new signatures for other input types and layouts
 # --------------------------------------------------------------------------------------
 

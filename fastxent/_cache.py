@@ -1,0 +1,97 @@
+"""Keep Numba's on-disk cache of fastxent's kernels fresh when any of their sources change.
+
+Numba keys a cached function by a hash of the one file that defines it. A fastxent kernel
+inlines helpers and primitives from other files (``_kernels/rows.py``, ``_simd.py``), so
+after an edit there (a ``git pull`` into an editable install, say) the kernel's own file
+is unchanged and Numba would load machine code built from the old helpers: silently
+wrong or slow. Here each fastxent function gets, as its source stamp, one hash of all the
+files compiled code comes from (the kernels, the primitives, the compile options).
+Other code's caching is untouched.
+
+This uses Numba's cache-locator classes, which are not a public API; with a Numba whose
+caching module differs, fastxent falls back to Numba's default (per-file) stamps.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from pathlib import Path
+from typing import Any
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def package_sources() -> list[Path]:
+    """The files whose code can end up inside a compiled kernel (and the compile options)."""
+    return sorted(
+        [*PACKAGE_DIR.glob("_kernels/*.py"), PACKAGE_DIR / "_simd.py", PACKAGE_DIR / "_config.py"]
+    )
+
+
+def sources_stamp(paths: list[Path]) -> bytes:
+    """One SHA-256 over the names and contents of ``paths``, cached by their mtimes and sizes."""
+    states = tuple((str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in paths)
+    return _hash_files(states)
+
+
+@functools.lru_cache(maxsize=8)
+def _hash_files(states: tuple[tuple[str, int, int], ...]) -> bytes:
+    digest = hashlib.sha256()
+    for name, _, _ in states:
+        digest.update(Path(name).relative_to(PACKAGE_DIR).as_posix().encode())
+        digest.update(Path(name).read_bytes())
+    return digest.digest()
+
+
+def _is_ours(py_file: str) -> bool:
+    try:
+        return Path(py_file).resolve().is_relative_to(PACKAGE_DIR)
+    except OSError:
+        return False
+
+
+def _package_stamped(locator: type) -> type:
+    """A subclass of a Numba locator that serves fastxent's files, with the package stamp."""
+
+    class PackageStamped(locator):  # type: ignore[misc,valid-type]
+        @classmethod
+        def from_function(cls, py_func: Any, py_file: str) -> Any:
+            if not _is_ours(py_file):
+                return None
+            return super().from_function(py_func, py_file)
+
+        def get_source_stamp(self) -> bytes:
+            return sources_stamp(package_sources())
+
+    PackageStamped.__name__ = PackageStamped.__qualname__ = "Fastxent" + locator.__name__
+    return PackageStamped
+
+
+def install_package_stamps() -> bool:
+    """Put the package-stamped locators ahead of Numba's own; False where that cannot be done.
+
+    Numba tries its locators in order (``NUMBA_CACHE_DIR``, next to the source, the user's
+    cache directory, ...); each of the first three gets a fastxent twin just before it.
+    Idempotent.
+    """
+    try:
+        from numba.core import caching
+    except ImportError:
+        return False
+    impl = getattr(caching, "CacheImpl", None) or getattr(caching, "_CacheImpl", None)
+    classes = getattr(impl, "_locator_classes", None)
+    if not isinstance(classes, list):
+        return False
+    if any(cls.__name__.startswith("Fastxent") for cls in classes):
+        return True
+    wanted = ("UserProvidedCacheLocator", "InTreeCacheLocator", "UserWideCacheLocator")
+    locators: list[type] = []
+    for name in wanted:
+        locator = getattr(caching, name, None) or getattr(caching, "_" + name, None)
+        if not (isinstance(locator, type) and locator in classes):
+            return False
+        locators.append(locator)
+    for locator in locators:
+        classes.insert(classes.index(locator), _package_stamped(locator))
+    return True
