@@ -31,8 +31,8 @@ def package_sources() -> list[Path]:
 
 def sources_stamp(paths: list[Path]) -> bytes:
     """One SHA-256 over the names and contents of ``paths``, cached by their mtimes and sizes."""
-    states = tuple((str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in paths)
-    return _hash_files(states)
+    stats = [(path, path.stat()) for path in paths]
+    return _hash_files(tuple((str(path), st.st_mtime_ns, st.st_size) for path, st in stats))
 
 
 @functools.lru_cache(maxsize=8)
