@@ -37,14 +37,32 @@ CACHE_LINE_BYTES = 64
 # most here, with 64 lanes), which costs relative accuracy on rows of tiny terms.
 CACHE_RESIDENT_BYTES = 1 << 21
 WHOLE_ROW = 1024
+# Elements per iteration of row_max's vector loop (4 x 16 float32 with AVX-512).
+MAX_VECTOR = 64
 
 
 @row_helper
 def row_max(row):
-    """Largest element of ``row``; ``nan`` if the row holds a ``nan`` (its loss is ``nan``)."""
+    """Largest element of ``row``; ``nan`` if the row holds a ``nan`` (its loss is ``nan``).
+
+    LLVM's vector loop takes ``MAX_VECTOR`` elements per iteration and leaves the rest to
+    a serial chain of scalar max operations (~2.3 ns each). A remainder of more than 16 is
+    instead taken as one more vector pass over the row's last ``MAX_VECTOR`` elements: they
+    overlap elements already seen, which a max does not mind (100 classes: 143 -> 80 ns).
+    """
+    inline_into_callers()
+    size = row.size
+    main = size - size % MAX_VECTOR
+    if size < MAX_VECTOR or size - main <= 16:
+        return _max_into(row, row[0])
+    return _max_into(row[size - MAX_VECTOR :], _max_into(row[:main], row[0]))
+
+
+@row_helper
+def _max_into(row, largest):
+    """``max(largest, max(row))``, ``nan`` if any of them is ``nan``."""
     inline_into_callers()
     use_512bit_vectors()
-    largest = row[0]
     for c in range(row.size):
         largest = fmaximum(largest, row[c])
     return largest
