@@ -97,8 +97,11 @@ def row_helper(function: F) -> F:
     """Compile a loop over one row that the kernels call.
 
     Its body starts with ``_simd.inline_into_callers()``, so that LLVM inlines it into the
-    kernels (it is compiled and cached once, not once per kernel).
+    kernels (it is compiled and cached once, not once per kernel); a helper without it
+    would bring back a call and its atomic reference counting per row, so it is refused.
     """
+    if "inline_into_callers" not in function.__code__.co_names:
+        raise TypeError(f"row helper {function.__name__} must call inline_into_callers()")
     return _compile(function, fastmath=set(FASTMATH))
 
 
