@@ -14,7 +14,7 @@ import pytest
 from numba import njit
 
 from fastxent._kernels.rows import row_exp_sum, row_max
-from fastxent._simd import exp_clamped, exp_nonpositive, split_for_sum
+from fastxent._simd import exp_clamped, exp_nonpositive, log_positive, split_for_sum
 
 FLOAT32_TINY = float(np.finfo(np.float32).tiny)
 
@@ -27,6 +27,14 @@ def _exp_both(x):
         plain[i] = exp_nonpositive(x[i])
         clamped[i] = exp_clamped(x[i])
     return plain, clamped
+
+
+@njit
+def _logs(x):
+    out = np.empty_like(x)
+    for i in range(x.size):
+        out[i] = log_positive(x[i])
+    return out
 
 
 @njit
@@ -137,3 +145,24 @@ def test_row_max_matches_numpy_and_propagates_nan(dtype, size):
         spoiled[position] = np.nan
         assert math.isnan(row_max(spoiled))
     assert row_max(np.full(size, -np.inf, dtype)) == -np.inf
+
+
+def test_log_positive_within_1_ulp_of_extended_precision():
+    rng = np.random.default_rng(7)
+    x = np.concatenate(
+        [
+            rng.uniform(1.0, 262144.0, 200_000),  # the kernels' exp-sums: [1, C]
+            1.0 + rng.uniform(0.0, 1e-9, 50_000),  # log ~ x - 1: relative accuracy near 1
+            1.0 - rng.uniform(0.0, 1e-9, 50_000),
+            np.exp(rng.uniform(-708.0, 709.0, 200_000)),
+            np.ldexp(1.0, np.arange(-1022, 1024)),
+            [math.sqrt(0.5), math.sqrt(2.0), np.nextafter(math.sqrt(2.0), 0.0)],
+            [float(np.finfo(np.float64).tiny), float(np.finfo(np.float64).max)],
+        ]
+    )
+    exact = np.log(x.astype(np.longdouble))  # x87 extended: 11 more bits than float64
+    error = np.abs(_logs(x).astype(np.longdouble) - exact)
+    ulps = error / np.spacing(np.abs(exact.astype(np.float64)))
+    assert float(ulps.max()) <= 1.0
+    assert _logs(np.array([1.0]))[0] == 0.0
+    assert np.isnan(_logs(np.array([np.nan]))[0])
