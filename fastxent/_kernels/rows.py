@@ -24,8 +24,8 @@ from fastxent._simd import (
     use_512bit_vectors,
 )
 
-# Rows of at most SHORT_ROW classes are processed TILE_ROWS at a time, transposed
-# (short_rows_exp_sums, short_rows_softmax_columns).
+# Rows of at most SHORT_ROW classes are processed TILE_ROWS at a time (short_rows_exp,
+# short_rows_exp_sums).
 SHORT_ROW = 32
 TILE_ROWS = 256
 
@@ -70,27 +70,36 @@ def _max_into(row, largest):
 
 
 @row_helper
-def _transpose_into(block, columns):
-    """``columns[c, r] = block[r, c]``."""
+def _exp_shifted_in_place(out, shift):
     inline_into_callers()
-    for r in range(block.shape[0]):
-        row = block[r]
-        for c in range(row.size):
-            columns[c, r] = row[c]
+    # Loops run over range(size) of slices: with an index Numba cannot prove >= 0 it emits
+    # a negative-index wraparound select, and LLVM then falls back to gather/scatter.
+    use_512bit_vectors()
+    for c in range(out.size):
+        out[c] = exp_nonpositive(out[c] - shift)
 
 
 @row_helper
-def _column_max_into(columns, tops):
-    """``tops[r] = max(columns[:, r])``, ``nan`` if the column holds a ``nan``."""
+def short_rows_exp(block, tops, out):
+    """For a block of short rows: ``tops[r] = max(block[r])`` and ``out = exp(block - tops)``.
+
+    With a few classes per row, a SIMD loop over one row is mostly its scalar remainder.
+    Here the subtraction runs row by row, then ``exp`` runs as one vector loop over the
+    whole contiguous block. ``out`` (same shape, C-contiguous) may be ``block`` itself.
+    Returns nothing; the caller sums each row of ``out``.
+    """
     inline_into_callers()
     use_512bit_vectors()
-    first = columns[0]
-    for r in range(tops.size):
-        tops[r] = first[r]
-    for c in range(1, columns.shape[0]):
-        column = columns[c]
-        for r in range(tops.size):
-            tops[r] = fmaximum(tops[r], column[r])
+    n_rows = block.shape[0]
+    for r in range(n_rows):
+        tops[r] = row_max(block[r])
+    for r in range(n_rows):
+        row = block[r]
+        target = out[r]
+        top = tops[r]
+        for c in range(row.size):
+            target[c] = row[c] - top
+    _exp_shifted_in_place(out.reshape(-1), out.dtype.type(0.0))
 
 
 @row_helper
@@ -104,50 +113,24 @@ def short_rows_exp_sums(block, tops, totals, columns):
     """
     inline_into_callers()
     use_512bit_vectors()
-    _transpose_into(block, columns)
-    _column_max_into(columns, tops)
+    n_classes = block.shape[1]
+    for r in range(tops.size):
+        row = block[r]
+        for c in range(row.size):
+            columns[c, r] = row[c]
+    first = columns[0]
+    for r in range(tops.size):
+        tops[r] = first[r]
+    for c in range(1, n_classes):
+        column = columns[c]
+        for r in range(tops.size):
+            tops[r] = fmaximum(tops[r], column[r])
     for r in range(totals.size):
         totals[r] = 0.0
-    for c in range(columns.shape[0]):
+    for c in range(n_classes):
         column = columns[c]
         for r in range(totals.size):
             totals[r] += np.float64(exp_clamped(column[r] - tops[r]))
-
-
-@row_helper
-def short_rows_softmax_columns(block, tops, totals, columns):
-    """:func:`short_rows_exp_sums`, leaving ``columns[c, r] = exp(block[r, c] - tops[r])``.
-
-    The exponentials are exact down to 0 (:func:`exp_nonpositive`), as a gradient needs,
-    and ``totals`` sums them as they are stored.
-    """
-    inline_into_callers()
-    use_512bit_vectors()
-    _transpose_into(block, columns)
-    _column_max_into(columns, tops)
-    for r in range(totals.size):
-        totals[r] = 0.0
-    for c in range(columns.shape[0]):
-        column = columns[c]
-        for r in range(totals.size):
-            term = exp_nonpositive(column[r] - tops[r])
-            column[r] = term
-            totals[r] += np.float64(term)
-
-
-@row_helper
-def scaled_columns_into_rows(columns, factors, out):
-    """``out[r, c] = columns[c, r] * factors[r]``; scales ``columns`` in place on the way."""
-    inline_into_callers()
-    use_512bit_vectors()
-    for c in range(columns.shape[0]):
-        column = columns[c]
-        for r in range(factors.size):
-            column[r] *= factors[r]
-    for r in range(factors.size):
-        row = out[r]
-        for c in range(row.size):
-            row[c] = columns[c, r]
 
 
 @row_helper
@@ -265,12 +248,15 @@ def row_exp_sum_and_gap(row, shift, weight, upcoming):
     """
     inline_into_callers()
     with_gap = weight.size > 0
-    prefetching = upcoming.size > 0
-    block_size = EXP_BLOCK if prefetching else row.size
+    if upcoming.size == 0:
+        # One block, written apart from the block loop (which would also do it): LLVM
+        # compiles this copy better (alone, 1000-class rows: 587 -> 496 ns; in the
+        # kernels, 256 x 100 forward 5 % faster, the others unchanged).
+        return _block_exp_sum(row, shift), _block_gap(row, shift, weight) if with_gap else 0.0
     total = compensation = gap = 0.0
-    for start in range(0, row.size, block_size):
-        stop = min(start + block_size, row.size)
-        if prefetching and stop - start == EXP_BLOCK:
+    for start in range(0, row.size, EXP_BLOCK):
+        stop = min(start + EXP_BLOCK, row.size)
+        if stop - start == EXP_BLOCK:
             _prefetch_block(upcoming, start)
         block_sum = _block_exp_sum(row[start:stop], shift)
         total, compensation = neumaier_add(total, compensation, block_sum)
@@ -315,6 +301,15 @@ def row_log_softmax_into(row, top, log_total, out):
     top64 = np.float64(top)
     for c in range(row.size):
         out[c] = (np.float64(row[c]) - top64) - log_total
+
+
+@row_helper
+def row_scale(out, factor):
+    """Multiply ``out`` by ``factor`` in place."""
+    inline_into_callers()
+    use_512bit_vectors()
+    for c in range(out.size):
+        out[c] *= factor
 
 
 @primitive

@@ -39,15 +39,15 @@ from fastxent._kernels.rows import (
     row_exp_sum_and_gap,
     row_kl_divergence,
     row_max,
+    row_scale,
     row_subtract_target,
     row_subtract_weight,
     row_sum,
     row_target_gap,
     row_target_mass,
     row_weighted_gap,
-    scaled_columns_into_rows,
+    short_rows_exp,
     short_rows_exp_sums,
-    short_rows_softmax_columns,
 )
 from fastxent._simd import exp_clamped, inline_into_callers
 
@@ -226,45 +226,43 @@ def _sparse_forward_backward_short_rows(
         stop = min(start + TILE_ROWS, n_rows)
         block = logits[start:stop]
         out = grad[start:stop]
-        n_block = stop - start
         # Everything read from the logits is read before `out` (maybe the logits) is written.
-        tops = np.empty(n_block, logits.dtype)
-        totals = np.empty(n_block)
-        columns = np.empty((n_classes, n_block), logits.dtype)
-        short_rows_softmax_columns(block, tops, totals, columns)
-        log_totals = np.empty(n_block)
-        logs_into(totals, log_totals)
-        factors = np.empty(n_block, logits.dtype)
-        target_gradients = np.empty(n_block)
-        for r in range(n_block):
+        target_logits = np.empty(stop - start, logits.dtype)
+        gaps = np.zeros(stop - start)
+        tops = np.empty(stop - start, logits.dtype)
+        for r in range(stop - start):
             label = target[start + r]
-            factors[r] = 0.0
-            if label == ignore_index:
-                losses[start + r] = 0.0
-                continue
-            total = totals[r]
-            gap = row_weighted_gap(block[r], weight, tops[r], spread) if smoothing > 0.0 else 0.0
-            label_weight = weight[label]
-            losses[start + r] = sparse_loss(
-                log_totals[r], tops[r], block[r, label], label_weight, weight_total, gap,
-                smoothing, n_classes,
-            )  # fmt: skip
-            mass = (1.0 - smoothing) * label_weight + spread * weight_total
-            factors[r] = scale * (mass / denominator) / total
-            target_gradients[r] = target_gradient(
-                total, np.float64(columns[label, r]), label_weight, weight_total, smoothing,
-                spread, scale, denominator,
-            )  # fmt: skip
-        scaled_columns_into_rows(columns, factors, out)
-        for r in range(n_block):
+            target_logits[r] = block[r, 0] if label == ignore_index else block[r, label]
+            if smoothing > 0.0:
+                gaps[r] = row_weighted_gap(block[r], weight, row_max(block[r]), spread)
+        short_rows_exp(block, tops, out)
+        totals = np.empty(stop - start)
+        for r in range(stop - start):
+            totals[r] = row_sum(out[r])
+        log_totals = np.empty(stop - start)
+        logs_into(totals, log_totals)
+        for r in range(stop - start):
             label = target[start + r]
             row_out = out[r]
             if label == ignore_index:
-                row_out[:] = 0.0  # not exp * 0, which is nan on a row of nan
+                losses[start + r] = 0.0
+                row_out[:] = 0.0
                 continue
+            total = totals[r]
+            label_weight = weight[label]
+            losses[start + r] = sparse_loss(
+                log_totals[r], tops[r], target_logits[r], label_weight, weight_total,
+                gaps[r], smoothing, n_classes,
+            )  # fmt: skip
+            mass = (1.0 - smoothing) * label_weight + spread * weight_total
+            target_exp = np.float64(row_out[label])
+            row_scale(row_out, row_out.dtype.type(scale * (mass / denominator) / total))
             if smoothing > 0.0:
                 row_subtract_weight(row_out, weight, scale * spread / denominator)
-            row_out[label] = target_gradients[r]
+            row_out[label] = target_gradient(
+                total, target_exp, label_weight, weight_total, smoothing, spread, scale,
+                denominator,
+            )  # fmt: skip
 
 
 @row_kernel
