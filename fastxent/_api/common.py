@@ -45,8 +45,15 @@ def reduce_losses(
     total = float(losses.sum()) if total is None else total
     if reduction == "mean":
         total = total / denominator if denominator != 0 else math.nan
-    value = total / log_base
-    if abs(value) > _LARGEST[dtype.char]:  # (false for nan) becomes inf, without a warning
+    return result_scalar(total / log_base, dtype)
+
+
+def result_scalar(value: float, dtype: np.dtype[Any]) -> Loss:
+    """A float64 loss as the result scalar of ``dtype`` (float32 or float64).
+
+    Beyond float32's range it becomes ``inf``, without NumPy's overflow warning.
+    """
+    if abs(value) > _LARGEST[dtype.char]:  # (false for nan)
         value = math.copysign(math.inf, value)
     return _TO_RESULT[dtype.char](value)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -9,7 +10,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from fastxent import _validate
-from fastxent._api.common import Loss, gradient_scale, reduce_losses
+from fastxent._api.common import Loss, gradient_scale, reduce_losses, result_scalar
 from fastxent._kernels import xent as kernels
 from fastxent._kernels import xent_columns as column_kernels
 from fastxent._layout import (
@@ -96,7 +97,7 @@ _FLOAT64 = np.dtype(np.float64)
 _INT64 = np.dtype(np.int64)
 
 
-def _prepare_common_case(
+def _is_common_call(
     logits: Any,
     target: Any,
     axis: Any,
@@ -105,15 +106,15 @@ def _prepare_common_case(
     reduction: Any,
     label_smoothing: Any,
     base: Any,
-) -> _Problem | None:
-    """:func:`_prepare` in a few checks for the most common call, else ``None``.
+) -> bool:
+    """Whether a call is the most common one, which needs no conversion.
 
     That call: writable C-contiguous float32/float64 ``(N, C)`` logits, writable contiguous
     int64 ``(N,)`` labels, the last axis, no weight, no base, an int ``ignore_index`` and a
-    float ``label_smoothing``. It needs no conversion, so the general path's checks reduce
-    to these; on a small batch they are most of a call's time.
+    float ``label_smoothing``. The general path's checks reduce to these; on a small batch
+    they are most of a call's time.
     """
-    if not (
+    return (
         type(logits) is np.ndarray
         and type(target) is np.ndarray
         and weight is None
@@ -128,19 +129,48 @@ def _prepare_common_case(
         and (logits.dtype is _FLOAT32 or logits.dtype is _FLOAT64)
         and target.dtype is _INT64
         and logits.ndim == 2
-        and target.shape == logits.shape[:1]
+        and target.ndim == 1
+        and len(target) == len(logits)  # (a third of `target.shape == logits.shape[:1]`)
         and logits.shape[1] > 0
         and 0.0 <= label_smoothing <= 1.0
         and -(2**63) <= ignore_index < 2**63
         and logits.flags.carray  # C-contiguous, aligned and writeable
         and target.flags.carray
-    ):
-        return None
+    )
+
+
+def _common_problem(
+    logits: Any, target: Any, ignore_index: int, reduction: str, label_smoothing: float
+) -> _Problem:
+    """The :class:`_Problem` of a call that :func:`_is_common_call` accepted."""
     return _Problem(
         logits, logits, False, 1, (logits.shape[0],), target, None,
         _validate.class_weight(None, logits.shape[1]), ignore_index, label_smoothing,
         reduction, 1.0,
     )  # fmt: skip
+
+
+def _common_forward(
+    logits: Any, target: Any, ignore_index: int, reduction: str, label_smoothing: float
+) -> Loss | None:
+    """:func:`cross_entropy` of a call that :func:`_is_common_call` accepted.
+
+    ``None`` when a label is out of range (the general path then raises). Without the
+    :class:`_Problem` and the general reduction, a 1 x 10 call took 4.9 instead of 7.9 us.
+    """
+    n_rows = logits.shape[0]
+    losses: NDArray[np.float64] = np.empty(n_rows)
+    weight = _validate.class_weight(None, logits.shape[1])
+    n_invalid, denominator, total = kernels.xent_sparse_forward(
+        logits.size, logits, target, weight, ignore_index, label_smoothing, losses
+    )
+    if n_invalid:
+        return None
+    if reduction == "none":
+        return reduce_losses(losses, reduction, denominator, 1.0, (n_rows,), logits.dtype)
+    if reduction == "mean":
+        total = total / denominator if denominator != 0 else math.nan
+    return result_scalar(total, logits.dtype)
 
 
 def _raise_for_labels(problem: _Problem, target: ArrayLike) -> None:
@@ -214,9 +244,13 @@ def cross_entropy(
     >>> round(float(fastxent.cross_entropy(logits, np.array([2]))), 4)
     0.1762
     """
-    problem = _prepare_common_case(
+    if _is_common_call(
         logits, target, axis, weight, ignore_index, reduction, label_smoothing, base
-    ) or _prepare(logits, target, axis, weight, ignore_index, reduction, label_smoothing, base)
+    ):
+        loss = _common_forward(logits, target, ignore_index, reduction, label_smoothing)
+        if loss is not None:
+            return loss
+    problem = _prepare(logits, target, axis, weight, ignore_index, reduction, label_smoothing, base)
     rows = problem.rows
     if problem.labels is not None:
         losses: NDArray[np.float64] = np.empty(problem.labels.shape)
@@ -289,9 +323,13 @@ def cross_entropy_with_grad(
     >>> grad.round(2)
     array([[ 0.02,  0.14, -0.16]])
     """
-    problem = _prepare_common_case(
-        logits, target, axis, weight, ignore_index, reduction, label_smoothing, base
-    ) or _prepare(logits, target, axis, weight, ignore_index, reduction, label_smoothing, base)
+    problem = (
+        _common_problem(logits, target, ignore_index, reduction, label_smoothing)
+        if _is_common_call(
+            logits, target, axis, weight, ignore_index, reduction, label_smoothing, base
+        )
+        else _prepare(logits, target, axis, weight, ignore_index, reduction, label_smoothing, base)
+    )
     rows = problem.rows
     if out is not None:
         others = (target, weight)
