@@ -29,13 +29,17 @@ OPERATIONS = ("forward", "forward+grad")
 
 # After a call, PyTorch's and JAX's worker threads (and Numba's) keep spinning for a while,
 # waiting for more work; on a 2-core machine that took 8-27 ms off the next peer's 53 ms
-# call. So each timed sample repeats its call for at least SAMPLE_S, and before each sample
-# of a case whose calls take over SETTLE_AFTER_S the bench pauses SETTLE_S, untimed. (Small
-# cases get no pause: after one, every peer's first calls ran on cold, idle cores, which
-# tripled PyTorch's 64 x 1000 forward+grad.)
+# call. So each timed sample repeats its call for at least SAMPLE_S, and each sample of a
+# case whose calls take over SETTLE_AFTER_S starts after one untimed call of the same peer,
+# which absorbs the previous peer's spinning and wakes this peer's threads. (An untimed
+# pause instead left the first call on idle cores: 1024 x 128256 forward after PyTorch,
+# 80 ms after a 50 ms pause, 61 ms after a call, while PyTorch's 360 ms moved by 3 %.
+# Small cases get neither: their sample is many calls long.)
 SAMPLE_S = 0.02
 SETTLE_AFTER_S = 1e-3
-SETTLE_S = 0.05
+# With --quick, the NumPy reference (a correctness oracle, ~0.6 s per 8192 x 1000 call)
+# runs on cases up to this many elements only, which keeps --quick under a minute.
+QUICK_REFERENCE_ELEMENTS = 1 << 22
 
 
 @dataclass
@@ -175,7 +179,8 @@ def run(
     threads : int, optional
         Threads for fastxent (``numba.set_num_threads``) and PyTorch; default: all.
     quick : bool
-        Fewer repetitions, and the slow NumPy reference only on cases up to 2**26 elements.
+        Fewer repetitions, and the slow NumPy reference only on cases up to
+        ``QUICK_REFERENCE_ELEMENTS`` elements.
     progress : callable, optional
         Called with a short status line before each case.
     seed : int
@@ -202,7 +207,11 @@ def run(
     for n_rows, n_classes in shapes:
         x = (rng.standard_normal((n_rows, n_classes), dtype=np.float64) * 2.0).astype(dtype)
         y = rng.integers(0, n_classes, size=n_rows)
-        case_peers = [p for p in chosen if not (p == "reference" and quick and x.size > (1 << 26))]
+        case_peers = [
+            p
+            for p in chosen
+            if not (p == "reference" and quick and x.size > QUICK_REFERENCE_ELEMENTS)
+        ]
         calls = {p: _peer_calls(p, x, y, n_threads) for p in case_peers}
         repeats = _repeats_for(x.size, quick)
         for operation in operations:
@@ -224,7 +233,7 @@ def run(
                 ):
                     call, loops = calls[peer][operation], inner[peer]
                     if settle:
-                        time.sleep(SETTLE_S)
+                        call()
                     start = time.perf_counter()
                     for _ in range(loops):
                         call()
