@@ -13,6 +13,7 @@ from fastxent import _validate
 from fastxent._api.common import Loss, gradient_scale, reduce_losses, result_scalar
 from fastxent._kernels import xent as kernels
 from fastxent._kernels import xent_columns as column_kernels
+from fastxent._kernels.rows import rows_to_prefetch
 from fastxent._layout import (
     columns_view,
     compute_dtype,
@@ -162,8 +163,10 @@ def _common_forward(
     losses: NDArray[np.float64] = np.empty(n_rows)
     weight = _validate.class_weight(None, logits.shape[1])
     n_invalid, denominator, total = kernels.xent_sparse_forward(
-        logits.size, logits, target, weight, ignore_index, label_smoothing, losses
-    )
+        logits.size, logits, rows_to_prefetch(logits), target, weight,
+        _row_weight(weight, label_smoothing, logits.dtype), ignore_index, label_smoothing,
+        losses,
+    )  # fmt: skip
     if n_invalid:
         return None
     if reduction == "none":
@@ -171,6 +174,16 @@ def _common_forward(
     if reduction == "mean":
         total = total / denominator if denominator != 0 else math.nan
     return result_scalar(total, logits.dtype)
+
+
+def _row_weight(
+    weight: NDArray[np.float64], smoothing: float, dtype: np.dtype[Any]
+) -> NDArray[Any] | None:
+    """The sparse kernels' ``row_weight``: the weights in the logits' dtype, or ``None``.
+
+    ``None`` without label smoothing: the kernels then compile without the smoothing sum.
+    """
+    return weight.astype(dtype) if smoothing > 0.0 else None
 
 
 def _raise_for_labels(problem: _Problem, target: ArrayLike) -> None:
@@ -254,23 +267,25 @@ def cross_entropy(
     rows = problem.rows
     if problem.labels is not None:
         losses: NDArray[np.float64] = np.empty(problem.labels.shape)
-        kernel = (
-            column_kernels.xent_sparse_forward_columns
-            if problem.columns
-            else kernels.xent_sparse_forward
-        )
-        n_invalid, denominator, total = kernel(
-            rows.size, rows, problem.labels, problem.weight, problem.ignore_index,
-            problem.smoothing, losses,
-        )  # fmt: skip
+        if problem.columns:
+            n_invalid, denominator, total = column_kernels.xent_sparse_forward_columns(
+                rows.size, rows, problem.labels, problem.weight, problem.ignore_index,
+                problem.smoothing, losses,
+            )  # fmt: skip
+        else:
+            n_invalid, denominator, total = kernels.xent_sparse_forward(
+                rows.size, rows, rows_to_prefetch(rows), problem.labels, problem.weight,
+                _row_weight(problem.weight, problem.smoothing, rows.dtype),
+                problem.ignore_index, problem.smoothing, losses,
+            )  # fmt: skip
         if n_invalid:
             _raise_for_labels(problem, target)
     else:
         losses = np.empty(rows.shape[0])
         denominator, total = rows.shape[0], None
         kernels.xent_dense_forward(
-            rows.size, rows, problem.probabilities, problem.weight, problem.smoothing, False,
-            losses,
+            rows.size, rows, rows_to_prefetch(rows), problem.probabilities, problem.weight,
+            problem.smoothing, False, losses,
         )  # fmt: skip
     return reduce_losses(
         losses, problem.reduction, denominator, problem.log_base, problem.batch_shape,
@@ -338,16 +353,18 @@ def cross_entropy_with_grad(
     mean = problem.reduction == "mean"
     if problem.labels is not None:
         losses: NDArray[np.float64] = np.empty(problem.labels.shape)
-        kernel = (
-            column_kernels.xent_sparse_forward_backward_columns
-            if problem.columns
-            else kernels.xent_sparse_forward_backward
-        )
-        n_invalid, denominator, total = kernel(
-            rows.size, rows, problem.labels, problem.weight, problem.ignore_index,
-            problem.smoothing, mean, problem.log_base, in_place,
-            losses, grad_rows,
-        )  # fmt: skip
+        if problem.columns:
+            n_invalid, denominator, total = column_kernels.xent_sparse_forward_backward_columns(
+                rows.size, rows, problem.labels, problem.weight, problem.ignore_index,
+                problem.smoothing, mean, problem.log_base, in_place, losses, grad_rows,
+            )  # fmt: skip
+        else:
+            n_invalid, denominator, total = kernels.xent_sparse_forward_backward(
+                rows.size, rows, rows_to_prefetch(rows), problem.labels, problem.weight,
+                _row_weight(problem.weight, problem.smoothing, rows.dtype),
+                problem.ignore_index, problem.smoothing, mean, problem.log_base, in_place,
+                losses, grad_rows,
+            )  # fmt: skip
         if n_invalid:
             _raise_for_labels(problem, target)
     else:
@@ -355,8 +372,8 @@ def cross_entropy_with_grad(
         denominator, total = rows.shape[0], None
         scale = gradient_scale(problem.reduction, denominator, problem.log_base)
         kernels.xent_dense_forward_backward(
-            rows.size, rows, problem.probabilities, problem.weight, problem.smoothing, scale,
-            in_place, losses, grad_rows,
+            rows.size, rows, rows_to_prefetch(rows), problem.probabilities, problem.weight,
+            problem.smoothing, scale, in_place, losses, grad_rows,
         )  # fmt: skip
     loss = reduce_losses(
         losses, problem.reduction, denominator, problem.log_base, problem.batch_shape,

@@ -3,7 +3,8 @@
 Every row is read from memory once, by its maximum ``m``; then, from cache, the float64 sum
 ``S`` of ``exp(x - m)``, and the output: ``softmax = exp(x - m) / S``,
 ``log_softmax = x - m - log S`` and ``logsumexp = m + log S``. Recomputing ``exp`` for the
-softmax output costs less than storing it and reading it back to scale it.
+softmax output costs less than storing it and reading it back to scale it. Each kernel's
+``prefetch`` is ``rows_to_prefetch(logits)`` (``fastxent._kernels.rows``).
 """
 
 from __future__ import annotations
@@ -24,34 +25,34 @@ from fastxent._kernels.rows import (
 
 
 @row_kernel
-def softmax_rows(logits, out):
+def softmax_rows(logits, prefetch, out):
     """``out[i] = softmax(logits[i])`` for every row ``i``."""
     n_rows = logits.shape[0]
     for i in prange(n_rows):
         row = logits[i]
         top = row_max(row)
-        upcoming = next_row(logits, i)
+        upcoming = next_row(prefetch, i)
         total = row_exp_sum(row, top, upcoming)
         row_exp_scaled_into(row, top, out.dtype.type(1.0 / total), out[i])
 
 
 @row_kernel
-def log_softmax_rows(logits, out):
+def log_softmax_rows(logits, prefetch, out):
     """``out[i] = log_softmax(logits[i])`` for every row ``i``."""
     n_rows = logits.shape[0]
     for i in prange(n_rows):
         row = logits[i]
         top = row_max(row)
-        upcoming = next_row(logits, i)
+        upcoming = next_row(prefetch, i)
         total = row_exp_sum(row, top, upcoming)
         row_log_softmax_into(row, top, math.log(total), out[i])
 
 
 @row_kernel
-def logsumexp_rows(logits, out):
+def logsumexp_rows(logits, prefetch, out):
     """``out[i] = log(sum(exp(logits[i])))`` in float64."""
     n_rows = logits.shape[0]
     for i in prange(n_rows):
         top = row_max(logits[i])
-        upcoming = next_row(logits, i)
+        upcoming = next_row(prefetch, i)
         out[i] = np.float64(top) + math.log(row_exp_sum(logits[i], top, upcoming))
