@@ -284,9 +284,9 @@ _SQRT_HALF_BITS = 0x3FE6A09E667F3BCD
 
 @primitive
 def _log_positive_f64(x):
-    offset = _float_to_bits(x) - np.int64(_SQRT_HALF_BITS)
-    k = offset >> 52  # x = 2**k * z with z in [sqrt(1/2), sqrt(2))
-    z = _bits_to_float(np.int64(_float_to_bits(x) - (k << 52)))
+    bits = _float_to_bits(x)
+    k = (bits - np.int64(_SQRT_HALF_BITS)) >> 52  # x = 2**k * z, z in [sqrt(1/2), sqrt(2))
+    z = _bits_to_float(np.int64(bits - (k << 52)))
     f = z - 1.0  # exact (Sterbenz)
     # log(1 + f) = 2 atanh(s) = 2s + s**3 R(s**2), s = f / (2 + f), |s| <= 0.1716; written
     # as f - (f**2 / 2 - s (f**2 / 2 + s**2 R)), as fdlibm does, to keep f's bits exact.
