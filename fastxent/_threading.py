@@ -126,6 +126,11 @@ def parallel_threads() -> int:
     return int(numba.get_num_threads())
 
 
+def launched_layer() -> str | None:
+    """The threading layer of this process (``None`` before :func:`prepare`)."""
+    return _launched_layer
+
+
 def exclusive_layer() -> bool:
     """Whether only one thread at a time may launch parallel work (``workqueue``)."""
     return _launched_layer == "workqueue"

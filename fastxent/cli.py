@@ -116,10 +116,13 @@ def _info() -> int:
     import numba
 
     from fastxent import _threading
+    from fastxent._kernels.dispatch import parallel_min_elements
     from fastxent._simd import vector_width_bits
 
     facts = _system()
     facts.update(_threading.describe())
+    threshold = parallel_min_elements(_threading.launched_layer())
+    facts["parallel from"] = f"{threshold} elements (FASTXENT_PARALLEL_MIN_ELEMENTS)"
     cache_dir = numba.config.CACHE_DIR  # type: ignore[attr-defined]
     facts["cache directory"] = cache_dir or "next to the package (__pycache__)"
     facts["SIMD width"] = f"{vector_width_bits()} bits"

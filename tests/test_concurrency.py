@@ -48,3 +48,83 @@ def test_child_processes_after_parallel_kernels(layer):
     result = run_check("processes", layer)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "processes ok" in result.stdout
+
+
+# Which compilation runs a call, in a fresh interpreter without the suite's threshold.
+THRESHOLD_SCRIPT = """
+import warnings, numpy as np, numba, fastxent
+from fastxent._kernels import xent
+warnings.simplefilter("error")  # a warning about the threshold fails the check
+
+kernel = xent.xent_sparse_forward
+ran = []
+for which in ("parallel", "serial"):  # count the calls of each compilation
+    compiled = getattr(kernel, which)
+    kernel.__dict__[which] = lambda *args, compiled=compiled, which=which: (
+        ran.append(which) or compiled(*args)
+    )
+
+def compilation(n_rows, n_classes):
+    x = np.random.default_rng(0).standard_normal((n_rows, n_classes)).astype(np.float32)
+    fastxent.cross_entropy(x, np.zeros(n_rows, dtype=np.int64))
+    return ran.pop()
+
+# 32768 and 131072 elements: the thresholds under omp and under tbb and workqueue
+found = [compilation(64, 512), compilation(127, 1024), compilation(128, 1024)]
+print(numba.threading_layer(), *found)
+"""
+
+
+def run_threshold_check(layer: str, threshold: str | None) -> list[str]:
+    env = dict(os.environ)
+    env.pop("NUMBA_THREADING_LAYER", None)
+    env.pop("FASTXENT_PARALLEL_MIN_ELEMENTS", None)
+    if layer != "default":
+        env["NUMBA_THREADING_LAYER"] = layer
+    if threshold is not None:
+        env["FASTXENT_PARALLEL_MIN_ELEMENTS"] = threshold
+    env["NUMBA_NUM_THREADS"] = "2"
+    result = subprocess.run(
+        [sys.executable, "-c", THRESHOLD_SCRIPT],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout.split()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("layer", LAYERS)
+def test_parallel_threshold_follows_the_threading_layer(layer):
+    """omp's spinning team pays from 2**15 elements; tbb and workqueue wake theirs: 2**17."""
+    chosen, *compilations = run_threshold_check(layer, None)
+    if layer != "default":
+        assert chosen == layer
+    if chosen == "omp":
+        assert compilations == ["parallel", "parallel", "parallel"]
+    else:
+        assert compilations == ["serial", "serial", "parallel"]
+
+
+@pytest.mark.slow
+def test_parallel_threshold_from_the_environment():
+    """``FASTXENT_PARALLEL_MIN_ELEMENTS`` sets the threshold under every layer."""
+    _, *compilations = run_threshold_check("workqueue", str(127 * 1024))
+    assert compilations == ["serial", "parallel", "parallel"]
+
+
+def test_invalid_parallel_threshold_warns_and_keeps_the_defaults():
+    env = dict(os.environ, FASTXENT_PARALLEL_MIN_ELEMENTS="lots", NUMBA_THREADING_LAYER="omp")
+    script = THRESHOLD_SCRIPT.replace('warnings.simplefilter("error")', "")
+    result = subprocess.run(
+        [sys.executable, "-W", "always", "-c", script],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "FASTXENT_PARALLEL_MIN_ELEMENTS='lots' is not a number of elements" in result.stderr
+    assert result.stdout.split() == ["omp", "parallel", "parallel", "parallel"]
