@@ -610,3 +610,29 @@ def test_two_classes_hand_worked(dtype, rtol, atol):
     )
     assert loss == 0
     np.testing.assert_array_equal(grad, [[0.0], [0.0]])
+
+
+@pytest.mark.parametrize(("dtype", "rtol", "atol"), NATIVE_TOLERANCES)
+@pytest.mark.parametrize("in_place", [False, True], ids=["fresh", "in-place"])
+@pytest.mark.parametrize("options", ["plain", "options"])
+@pytest.mark.parametrize(
+    "shape",
+    [(40, 600), (300, 100), (3, 1024), (5000, 3), (20, 1025)],
+    ids=["600-classes", "100-classes", "1024-classes", "3-classes", "1025-classes"],
+)
+def test_gradient_by_tiles_matches_reference(dtype, rtol, atol, in_place, options, shape, rng):
+    """Row counts that leave a partial last tile (16384 elements per tile for C > 64,
+    256 rows below), C = 1024 (the last to be taken whole) and 1025 (summed in blocks)."""
+    n_rows, n_classes = shape
+    logits = make_logits(rng, shape, dtype)
+    target = make_labels(rng, (n_rows,), n_classes)
+    target[::7] = -100
+    kwargs = {}
+    if options == "options":
+        kwargs = {"weight": rng.uniform(0.0, 2.0, n_classes), "label_smoothing": 0.2}
+    ref_loss, ref_grad = reference.cross_entropy_with_grad(logits, target, **kwargs)
+    out = logits if in_place else None
+    loss, grad = fastxent.cross_entropy_with_grad(logits, target, out=out, **kwargs)
+    assert (grad is logits) == in_place
+    assert_result(grad, ref_grad, dtype, rtol, atol)
+    check_loss(loss, ref_loss, dtype, rtol, atol, "mean", (n_rows,))

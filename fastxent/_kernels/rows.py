@@ -27,6 +27,9 @@ from fastxent._simd import (
 # Rows of at most SHORT_ROW classes are processed TILE_ROWS at a time (short_rows_exp,
 # short_rows_exp_sums).
 SHORT_ROW = 32
+# The gradient kernels take rows in tiles of at most this many elements (and TILE_ROWS
+# rows) wherever they sum rows whole (rows_to_prefetch gives None).
+GRADIENT_TILE_ELEMENTS = 1 << 14
 TILE_ROWS = 256
 
 # row_exp_sum runs in blocks of EXP_BLOCK elements (at most 2**12, see split_for_sum),
@@ -40,6 +43,8 @@ CACHE_RESIDENT_BYTES = 1 << 21
 WHOLE_ROW = 1024
 # Elements per iteration of row_max's vector loop (4 x 16 float32 with AVX-512).
 MAX_VECTOR = 64
+# Elements per iteration of the exp-sum's vector loop (4 x 16 float32 with AVX-512).
+SUM_VECTOR = 64
 
 
 @row_helper
@@ -173,16 +178,50 @@ def neumaier_add(total, compensation, term):
 
 @row_helper
 def _block_exp_sum(block, shift):
-    """``sum_c exp(block[c] - shift)`` in float64, summed in lanes of the block's dtype."""
+    """``sum_c exp(block[c] - shift)`` in float64, summed in lanes of the block's dtype.
+
+    LLVM's vector loop takes ``SUM_VECTOR`` elements per iteration and leaves the rest to
+    scalar code (~2.2 ns per element). A remainder is instead summed as one more vector
+    pass over the block's last ``SUM_VECTOR`` elements, with the ones already summed
+    masked out (rows of 100 float32 classes: 0.71x the forward's time, 1000: 0.94x).
+    """
+    inline_into_callers()
+    size = block.size
+    main = size - size % SUM_VECTOR
+    zero = block.dtype.type(0.0)
+    if size < SUM_VECTOR or main == size:
+        high, low = _exp_sum_into(block, shift, zero, zero)
+    else:
+        high, low = _exp_sum_into(block[:main], shift, zero, zero)
+        tail = block[size - SUM_VECTOR :]
+        high, low = _exp_sum_masked_into(tail, shift, main + SUM_VECTOR - size, high, low)
+    return np.float64(high) + np.float64(low)
+
+
+@row_helper
+def _exp_sum_into(block, shift, high, low):
+    """Add ``exp(block - shift)``, split by ``split_for_sum``, to the sums ``high, low``."""
     inline_into_callers()
     use_512bit_vectors()
-    high = block.dtype.type(0.0)
-    low = block.dtype.type(0.0)
     for c in range(block.size):
         term_high, term_low = split_for_sum(exp_clamped(block[c] - shift))
         high += term_high
         low += term_low
-    return np.float64(high) + np.float64(low)
+    return high, low
+
+
+@row_helper
+def _exp_sum_masked_into(block, shift, skip, high, low):
+    """:func:`_exp_sum_into` of the elements ``block[skip:]``, looping over all of ``block``."""
+    inline_into_callers()
+    use_512bit_vectors()
+    for c in range(block.size):
+        term_high, term_low = split_for_sum(exp_clamped(block[c] - shift))
+        if c < skip:
+            term_high = term_low = block.dtype.type(0.0)
+        high += term_high
+        low += term_low
+    return high, low
 
 
 @row_helper

@@ -10,8 +10,9 @@ Integer targets (``sparse``) have ``a_c = (1 - eps) w_y [c == y] + (eps / C) w_c
 probability targets (``dense``) have ``a_c = w_c ((1 - eps) q_c + eps / C)``. The forward
 kernels read each row from memory once (its max), then again from cache (its exp-sum), and
 allocate O(rows) memory only. The gradient kernels then write ``A exp(z - m) / S`` in one
-more sweep (recomputing ``exp`` costs less than storing it and scaling it in place), and
-subtract the ``a_c``.
+more sweep (for rows from memory, recomputing ``exp`` costs less than storing it and
+scaling it in place; rows in cache take the other way, a tile at a time), and subtract the
+``a_c``.
 
 Arguments are already validated and normalised by the public wrappers: C-contiguous 2-D
 logits, int64 targets, float64 weights. The integer-target kernels start with an O(N) pass
@@ -29,6 +30,7 @@ from numba import prange
 from fastxent._config import kernel_part, primitive, row_helper
 from fastxent._kernels.dispatch import row_kernel
 from fastxent._kernels.rows import (
+    GRADIENT_TILE_ELEMENTS,
     SHORT_ROW,
     TILE_ROWS,
     logs_into,
@@ -144,8 +146,8 @@ def xent_sparse_forward_backward(
         scale, denominator = 0.0, 1.0
     weight_total = np.sum(weight)
     spread = smoothing / n_classes
-    if n_classes <= SHORT_ROW:
-        _sparse_forward_backward_short_rows(
+    if prefetch is None:  # rows shorter than a block, or all of them in cache
+        _sparse_forward_backward_tiles(
             logits, target, weight, weight_total, ignore_index, smoothing, scale, denominator,
             losses, grad,
         )  # fmt: skip
@@ -217,7 +219,7 @@ def _sparse_forward_short_rows(
 
 
 @kernel_part
-def _sparse_forward_backward_short_rows(
+def _sparse_forward_backward_tiles(
     logits,
     target,
     weight,
@@ -229,13 +231,20 @@ def _sparse_forward_backward_short_rows(
     losses,
     grad,
 ):
-    """The sparse forward + gradient for short rows; ``grad`` may be ``logits`` itself."""
+    """The sparse forward + gradient, a tile of rows at once; ``grad`` may be ``logits``.
+
+    ``exp(z - m)`` is computed once per element, into ``grad``, then summed and scaled in
+    place while the tile is in cache. (The row-by-row kernel computes it twice, once for
+    the sum and once for the gradient, and writes each gradient row once: the better
+    choice when the rows come from and go to memory.)
+    """
     n_rows, n_classes = logits.shape
     spread = smoothing / n_classes
-    n_tiles = (n_rows + TILE_ROWS - 1) // TILE_ROWS
+    tile_rows = max(1, min(TILE_ROWS, GRADIENT_TILE_ELEMENTS // n_classes))
+    n_tiles = (n_rows + tile_rows - 1) // tile_rows
     for tile in prange(n_tiles):
-        start = tile * TILE_ROWS
-        stop = min(start + TILE_ROWS, n_rows)
+        start = tile * tile_rows
+        stop = min(start + tile_rows, n_rows)
         block = logits[start:stop]
         out = grad[start:stop]
         # Everything read from the logits is read before `out` (maybe the logits) is written.
