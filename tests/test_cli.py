@@ -1,0 +1,71 @@
+"""The ``fastxent`` command: ``bench`` on a small case, its JSON and table, and ``info``."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from fastxent import bench, cli, reference
+
+
+def test_bench_table_and_json_of_a_small_case(tmp_path, capsys):
+    path = tmp_path / "results.json"
+    arguments = ["bench", "--quick", "--shape", "8,10", "--peers", "fastxent,reference"]
+    assert cli.main([*arguments, "--operation", "forward", "--json", str(path)]) == 0
+    table = capsys.readouterr().out
+    assert "8 x 10 float32      forward   fastxent" in table
+    assert "8 x 10 float32      forward  reference" in table
+    results = json.loads(path.read_text())["results"]
+    assert [(r["peer"], r["operation"], r["shape"]) for r in results] == [
+        ("fastxent", "forward", [8, 10]),
+        ("reference", "forward", [8, 10]),
+    ]
+    fastxent_result, reference_result = results
+    assert len(fastxent_result["times_s"]) == bench._repeats_for(80, quick=True)
+    assert fastxent_result["median_s"] == np.median(fastxent_result["times_s"])
+    assert fastxent_result["speedup"] == 1.0
+    assert reference_result["speedup"] == pytest.approx(
+        reference_result["median_s"] / fastxent_result["median_s"]
+    )
+    # The losses are those of the benchmark's data (seed 0), computed independently here.
+    rng = np.random.default_rng(0)
+    x = (rng.standard_normal((8, 10), dtype=np.float64) * 2.0).astype(np.float32)
+    y = rng.integers(0, 10, size=8)
+    expected = float(reference.cross_entropy(x, y))
+    assert fastxent_result["loss"] == pytest.approx(expected, rel=1e-6)
+    assert reference_result["loss"] == pytest.approx(expected, rel=1e-6)
+
+
+def test_bench_names_absent_peers(monkeypatch, capsys):
+    installed = {"fastxent": True, "reference": True, "torch": False, "jax": False}
+    monkeypatch.setattr(bench, "available_peers", lambda: installed)
+    arguments = ["bench", "--quick", "--shape", "4,3", "--operation", "forward+grad"]
+    assert cli.main(arguments) == 0
+    out = capsys.readouterr().out
+    assert "absent peers (not installed): torch, jax" in out
+    assert "4 x 3 float32 forward+grad  reference" in out
+    assert " torch " not in out
+
+
+def test_bench_refuses_an_unknown_peer(capsys):
+    assert cli.main(["bench", "--peers", "fastxent,tensorflow"]) == 2
+    assert "unknown peer(s): tensorflow" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("shape", ["8", "0,10", "a,b", "8,10,3"])
+def test_bench_refuses_a_bad_shape(shape, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["bench", "--shape", shape])
+    assert exit_info.value.code == 2
+    assert "--shape" in capsys.readouterr().err
+
+
+def test_info_prints_the_threading_facts(capsys):
+    assert cli.main(["info"]) == 0
+    out = capsys.readouterr().out
+    for fact in ("threading layer", "threads", "SIMD width", "cache directory"):
+        assert f"{fact}: " in out
+    # The test suite runs with FASTXENT_PARALLEL_MIN_ELEMENTS=32768 (conftest.py).
+    assert "parallel from: 32768 elements" in out
