@@ -24,13 +24,13 @@ from fastxent._simd import (
     use_512bit_vectors,
 )
 
-# Rows of at most SHORT_ROW classes are processed TILE_ROWS at a time (short_rows_exp,
-# short_rows_exp_sums).
+# The forward takes rows of at most SHORT_ROW classes TILE_ROWS at a time
+# (short_rows_exp_sums). The integer-target gradient takes rows in tiles of at most
+# TILE_ROWS rows and GRADIENT_TILE_ELEMENTS elements (short_rows_exp) wherever rows are
+# summed whole (rows_to_prefetch gives None).
 SHORT_ROW = 32
-# The gradient kernels take rows in tiles of at most this many elements (and TILE_ROWS
-# rows) wherever they sum rows whole (rows_to_prefetch gives None).
-GRADIENT_TILE_ELEMENTS = 1 << 14
 TILE_ROWS = 256
+GRADIENT_TILE_ELEMENTS = 1 << 14
 
 # row_exp_sum runs in blocks of EXP_BLOCK elements (at most 2**12, see split_for_sum),
 # prefetching the matching cache lines (64 bytes) of the next row before each block.
@@ -86,7 +86,7 @@ def _exp_shifted_in_place(out, shift):
 
 @row_helper
 def short_rows_exp(block, tops, out):
-    """For a block of short rows: ``tops[r] = max(block[r])`` and ``out = exp(block - tops)``.
+    """For a tile of rows: ``tops[r] = max(block[r])`` and ``out = exp(block - tops)``.
 
     With a few classes per row, a SIMD loop over one row is mostly its scalar remainder.
     Here the subtraction runs row by row, then ``exp`` runs as one vector loop over the
@@ -212,7 +212,10 @@ def _exp_sum_into(block, shift, high, low):
 
 @row_helper
 def _exp_sum_masked_into(block, shift, skip, high, low):
-    """:func:`_exp_sum_into` of the elements ``block[skip:]``, looping over all of ``block``."""
+    """:func:`_exp_sum_into` of the elements ``block[skip:]``, looping over all of ``block``.
+
+    A loop of its own: the mask inside :func:`_exp_sum_into` would cost every element.
+    """
     inline_into_callers()
     use_512bit_vectors()
     for c in range(block.size):

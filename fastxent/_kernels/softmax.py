@@ -35,10 +35,10 @@ def softmax_rows(logits, prefetch, out):
     for i in prange(n_rows):
         row = logits[i]
         top = row_max(row)
-        if prefetch is None:
-            target = out[i]
-            row_exp_scaled_into(row, top, out.dtype.type(1.0), target)
-            row_scale(target, out.dtype.type(1.0 / row_sum(target)))
+        if prefetch is None:  # in cache: exp once, into the output, then sum and scale it
+            probabilities = out[i]
+            row_exp_scaled_into(row, top, out.dtype.type(1.0), probabilities)
+            row_scale(probabilities, out.dtype.type(1.0 / row_sum(probabilities)))
             continue
         upcoming = next_row(prefetch, i)
         total = row_exp_sum(row, top, upcoming)
