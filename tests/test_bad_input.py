@@ -378,6 +378,21 @@ def test_bad_class_weight_value(name: str, value: float) -> None:
     call_raises(ValueError, r"\bweight\b", name, args, {**kwargs, "weight": weight})
 
 
+@pytest.mark.parametrize("value", [-1.0, np.inf, np.nan])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("labels", ["valid", "out of range"])
+def test_bad_class_weight_with_out_logits(value: float, dtype: Any, labels: str) -> None:
+    """The kernels check the weights of the common call before writing the gradient: a bad
+    weight raises (before a bad label) and the logits given as ``out`` stay as they were."""
+    logits, target = make_logits(dtype=dtype), make_labels()
+    if labels != "valid":
+        target[1] = C
+    weight = np.ones(C)
+    weight[C - 1] = value
+    kwargs = {"weight": weight, "out": logits, "label_smoothing": 0.1}
+    call_raises(ValueError, r"\bweight\b", "cross_entropy_with_grad", [logits, target], kwargs)
+
+
 @pytest.mark.parametrize("value", [-1.0, -np.inf, np.nan])
 @pytest.mark.parametrize("weight_shape", [(N, C), (C,), (N, 1), ()], ids=str)
 @pytest.mark.parametrize("name", BINARY)

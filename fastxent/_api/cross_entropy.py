@@ -111,14 +111,15 @@ def _is_common_call(
     """Whether a call is the most common one, which needs no conversion.
 
     That call: writable C-contiguous float32/float64 ``(N, C)`` logits, writable contiguous
-    int64 ``(N,)`` labels, the last axis, no weight, no base, an int ``ignore_index`` and a
-    float ``label_smoothing``. The general path's checks reduce to these; on a small batch
+    int64 ``(N,)`` labels, the last axis, no weight or a writable contiguous float64
+    ``(C,)`` one, no base, an int ``ignore_index`` and a float ``label_smoothing``. The
+    general path's checks reduce to these (the kernels check the labels' range and that
+    the weights are finite and non-negative, before writing anything); on a small batch
     they are most of a call's time.
     """
     return (
         type(logits) is np.ndarray
         and type(target) is np.ndarray
-        and weight is None
         and base is None
         and type(ignore_index) is int
         and type(label_smoothing) is float
@@ -137,31 +138,49 @@ def _is_common_call(
         and -(2**63) <= ignore_index < 2**63
         and logits.flags.carray  # C-contiguous, aligned and writeable
         and target.flags.carray
+        and (
+            weight is None
+            or (
+                type(weight) is np.ndarray
+                and weight.dtype is _FLOAT64
+                and weight.ndim == 1
+                and len(weight) == logits.shape[1]
+                and weight.flags.carray
+            )
+        )
     )
 
 
 def _common_problem(
-    logits: Any, target: Any, ignore_index: int, reduction: str, label_smoothing: float
+    logits: Any, target: Any, weight: Any, ignore_index: int, reduction: str, smoothing: float
 ) -> _Problem:
     """The :class:`_Problem` of a call that :func:`_is_common_call` accepted."""
     return _Problem(
         logits, logits, False, 1, (logits.shape[0],), target, None,
-        _validate.class_weight(None, logits.shape[1]), ignore_index, label_smoothing,
-        reduction, 1.0,
+        _validate.class_weight(None, logits.shape[1]) if weight is None else weight,
+        ignore_index, smoothing, reduction, 1.0,
     )  # fmt: skip
 
 
 def _common_forward(
-    logits: Any, target: Any, ignore_index: int, reduction: str, label_smoothing: float
+    logits: Any,
+    target: Any,
+    weight: Any,
+    ignore_index: int,
+    reduction: str,
+    label_smoothing: float,
 ) -> Loss | None:
     """:func:`cross_entropy` of a call that :func:`_is_common_call` accepted.
 
-    ``None`` when a label is out of range (the general path then raises). Without the
-    :class:`_Problem` and the general reduction, a 1 x 10 call took 4.9 instead of 7.9 us.
+    ``None`` when a label is out of range or a weight is negative or not finite (the
+    general path then raises). Without the :class:`_Problem` and the general reduction, a
+    1 x 10 call took 4.9 instead of 7.9 us; through the general path, a weight took it
+    from 3.8 to 14 us.
     """
     n_rows = logits.shape[0]
     losses: NDArray[np.float64] = np.empty(n_rows)
-    weight = _validate.class_weight(None, logits.shape[1])
+    if weight is None:
+        weight = _validate.class_weight(None, logits.shape[1])
     n_invalid, denominator, total = kernels.xent_sparse_forward(
         logits.size, logits, rows_to_prefetch(logits), target, weight,
         _row_weight(weight, label_smoothing, logits.dtype), ignore_index, label_smoothing,
@@ -260,7 +279,7 @@ def cross_entropy(
     if _is_common_call(
         logits, target, axis, weight, ignore_index, reduction, label_smoothing, base
     ):
-        loss = _common_forward(logits, target, ignore_index, reduction, label_smoothing)
+        loss = _common_forward(logits, target, weight, ignore_index, reduction, label_smoothing)
         if loss is not None:
             return loss
     problem = _prepare(logits, target, axis, weight, ignore_index, reduction, label_smoothing, base)
@@ -339,7 +358,7 @@ def cross_entropy_with_grad(
     array([[ 0.02,  0.14, -0.16]])
     """
     problem = (
-        _common_problem(logits, target, ignore_index, reduction, label_smoothing)
+        _common_problem(logits, target, weight, ignore_index, reduction, label_smoothing)
         if _is_common_call(
             logits, target, axis, weight, ignore_index, reduction, label_smoothing, base
         )
@@ -365,8 +384,9 @@ def cross_entropy_with_grad(
                 problem.ignore_index, problem.smoothing, mean, problem.log_base, in_place,
                 losses, grad_rows,
             )  # fmt: skip
-        if n_invalid:
-            _raise_for_labels(problem, target)
+        if n_invalid:  # the general checks raise for a bad weight, then for the labels
+            args = (axis, weight, ignore_index, reduction, label_smoothing, base)
+            _raise_for_labels(_prepare(logits, target, *args), target)
     else:
         losses = np.empty(rows.shape[0])
         denominator, total = rows.shape[0], None

@@ -139,6 +139,26 @@ def short_rows_exp_sums(block, tops, totals, columns):
 
 
 @row_helper
+def short_rows_gaps(columns, tops, weight, gaps):
+    """``gaps[r] = sum_c weight[c] * (tops[r] - columns[c, r])`` in float64, down the columns.
+
+    For label smoothing on a tile of short rows, after :func:`short_rows_exp_sums` (which
+    leaves the tile transposed in ``columns``): one vector lane per row, like the sums. A
+    gap comes out ``inf`` or ``nan`` where a term does (a zero weight at ``-inf``, a span
+    beyond float64's range); callers then use :func:`row_weighted_gap` for that row.
+    """
+    inline_into_callers()
+    use_512bit_vectors()
+    for r in range(gaps.size):
+        gaps[r] = 0.0
+    for c in range(columns.shape[0]):
+        column = columns[c]
+        mass = weight[c]
+        for r in range(gaps.size):
+            gaps[r] += mass * (np.float64(tops[r]) - np.float64(column[r]))
+
+
+@row_helper
 def logs_into(values, out):
     """``out = log(values)`` for positive normal float64 ``values`` (or ``nan``), vectorised.
 
@@ -236,6 +256,13 @@ def _block_gap(block, shift, weight):
     for c in range(block.size):
         gap -= weight[c] * (block[c] - shift)
     return np.float64(gap)
+
+
+@row_helper
+def row_gap(row, shift, weight):
+    """:func:`row_exp_sum_and_gap`'s second sum alone, for a whole row (same caveats)."""
+    inline_into_callers()
+    return _block_gap(row, shift, weight)
 
 
 @row_helper
