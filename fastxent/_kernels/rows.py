@@ -393,6 +393,15 @@ def row_scale(out, factor):
         out[c] *= factor
 
 
+@row_helper
+def row_scale_and_subtract(out, factor, weight, amount):
+    """``out[c] = out[c] * factor - amount * weight[c]`` in place, in ``out``'s dtype."""
+    inline_into_callers()
+    use_512bit_vectors()
+    for c in range(out.size):
+        out[c] = out[c] * factor - amount * weight[c]
+
+
 @primitive
 def weighted_gap(mass, top, z):
     """``mass * (top - z)``, also where ``top - z`` alone overflows float64 (a span > 1.8e308).

@@ -43,6 +43,7 @@ from fastxent._kernels.rows import (
     row_kl_divergence,
     row_max,
     row_scale,
+    row_scale_and_subtract,
     row_subtract_target,
     row_subtract_weight,
     row_sum,
@@ -291,9 +292,12 @@ def _sparse_forward_backward_tiles(
             )  # fmt: skip
             mass = (1.0 - smoothing) * label_weight + spread * weight_total
             target_exp = np.float64(row_out[label])
-            row_scale(row_out, row_out.dtype.type(scale * (mass / denominator) / total))
-            if smoothing > 0.0:
-                row_subtract_weight(row_out, weight, scale * spread / denominator)
+            factor = row_out.dtype.type(scale * (mass / denominator) / total)
+            if row_weight is None:
+                row_scale(row_out, factor)
+            else:
+                amount = row_out.dtype.type(scale * spread / denominator)
+                row_scale_and_subtract(row_out, factor, row_weight, amount)
             row_out[label] = target_gradient(
                 total, target_exp, label_weight, weight_total, smoothing, spread, scale,
                 denominator,
