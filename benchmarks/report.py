@@ -13,6 +13,7 @@ import datetime
 import platform
 import statistics
 import time
+from functools import partial
 from pathlib import Path
 
 import numba
@@ -89,6 +90,42 @@ def roofline(repeats: int) -> list[tuple[str, float, float]]:
     return out
 
 
+def options_overhead(repeats: int) -> list[tuple[str, float, float]]:
+    """(shape, forward ratio, forward+grad ratio) of the options call against the plain one.
+
+    The options: class weights, 10 % of the labels ignored, label smoothing 0.1. Calls
+    alternate (plain, options) within each repetition; a repetition repeats a small
+    call for at least ``bench.SAMPLE_S``.
+    """
+    rng = np.random.default_rng(0)
+    out = []
+    for n_rows, n_classes in bench.DEFAULT_SHAPES:
+        x = (rng.standard_normal((n_rows, n_classes)) * 2.0).astype(np.float32)
+        y = rng.integers(0, n_classes, n_rows)
+        ignored = y.copy()
+        ignored[::10] = -100
+        options = {
+            "weight": rng.uniform(0.5, 2.0, n_classes),
+            "ignore_index": -100,
+            "label_smoothing": 0.1,
+        }
+        ratios = []
+        for function in (fastxent.cross_entropy, fastxent.cross_entropy_with_grad):
+            calls = [partial(function, x, y), partial(function, x, ignored, **options)]
+            loops = [bench._inner_loops_for(bench._time_one_call(c)) for c in calls]
+            samples: list[list[float]] = [[], []]
+            for _ in range(repeats):
+                for i, (call, n) in enumerate(zip(calls, loops, strict=True)):
+                    call()
+                    start = time.perf_counter()
+                    for _ in range(n):
+                        call()
+                    samples[i].append((time.perf_counter() - start) / n)
+            ratios.append(statistics.median(samples[1]) / statistics.median(samples[0]))
+        out.append((f"{n_rows} x {n_classes}", ratios[0], ratios[1]))
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true")
@@ -144,6 +181,17 @@ def main() -> None:
         "|---|---|---|---|",
     ]
     lines += [f"| {s} | {a:.1f} | {b:.1f} | {a / b:.2f} |" for s, a, b in roofline(repeats)]
+    lines += [
+        "",
+        "## Options against the plain call (float32)",
+        "",
+        "Time with `weight`, `ignore_index` (10 % of the labels) and `label_smoothing=0.1`,",
+        "divided by the plain call's time (medians, calls alternated).",
+        "",
+        "| shape | forward | forward+grad |",
+        "|---|---|---|",
+    ]
+    lines += [f"| {s} | {f:.2f}x | {g:.2f}x |" for s, f, g in options_overhead(repeats)]
     (DOCS / "performance-results.md").write_text("\n".join(lines) + "\n")
     _plot_scaling(classes, threads)
 

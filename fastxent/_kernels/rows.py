@@ -370,6 +370,28 @@ def row_exp_scaled_in_place(out, shift, factor):
         out[c] = exp_nonpositive(out[c] - shift) * factor
 
 
+@row_helper
+def row_exp_scaled_minus_into(row, shift, factor, weight, amount, out):
+    """``out = exp(row - shift) * factor - amount * weight``, in ``out``'s dtype.
+
+    The gradient with label smoothing in one sweep: a separate pass subtracting float64
+    weights took 1024 x 128256 to 1.35x the time of the plain gradient.
+    """
+    inline_into_callers()
+    use_512bit_vectors()
+    for c in range(row.size):
+        out[c] = exp_nonpositive(row[c] - shift) * factor - amount * weight[c]
+
+
+@row_helper
+def row_exp_scaled_minus_in_place(out, shift, factor, weight, amount):
+    """:func:`row_exp_scaled_minus_into` with ``out`` as its own input."""
+    inline_into_callers()
+    use_512bit_vectors()
+    for c in range(out.size):
+        out[c] = exp_nonpositive(out[c] - shift) * factor - amount * weight[c]
+
+
 @primitive
 def row_log_softmax_into(row, top, log_total, out):
     """Write ``(row - top) - log_total`` into ``out``, rounding once (float64 inside).
@@ -469,15 +491,6 @@ def row_subtract_target(out, target, weight, keep, spread, factor):
     for c in range(out.size):
         mass = weight[c] * (keep * np.float64(target[c]) + spread)
         out[c] -= factor * mass
-
-
-@row_helper
-def row_subtract_weight(out, weight, factor):
-    """``out[c] -= factor * weight[c]`` in place."""
-    inline_into_callers()
-    use_512bit_vectors()
-    for c in range(out.size):
-        out[c] -= factor * weight[c]
 
 
 @primitive

@@ -37,6 +37,8 @@ from fastxent._kernels.rows import (
     next_row,
     row_exp_scaled_in_place,
     row_exp_scaled_into,
+    row_exp_scaled_minus_in_place,
+    row_exp_scaled_minus_into,
     row_exp_sum,
     row_exp_sum_and_gap,
     row_gap,
@@ -45,7 +47,6 @@ from fastxent._kernels.rows import (
     row_scale,
     row_scale_and_subtract,
     row_subtract_target,
-    row_subtract_weight,
     row_sum,
     row_target_gap,
     row_target_mass,
@@ -181,12 +182,17 @@ def xent_sparse_forward_backward(
         )
         mass = (1.0 - smoothing) * label_weight + spread * weight_total
         factor = out.dtype.type(scale * (mass / denominator) / total)
-        if in_place:
-            row_exp_scaled_in_place(out, top, factor)
+        if row_weight is None:
+            if in_place:
+                row_exp_scaled_in_place(out, top, factor)
+            else:
+                row_exp_scaled_into(row, top, factor, out)
         else:
-            row_exp_scaled_into(row, top, factor, out)
-        if smoothing > 0.0:
-            row_subtract_weight(out, weight, scale * spread / denominator)
+            amount = out.dtype.type(scale * spread / denominator)
+            if in_place:
+                row_exp_scaled_minus_in_place(out, top, factor, row_weight, amount)
+            else:
+                row_exp_scaled_minus_into(row, top, factor, row_weight, amount, out)
         out[label] = target_gradient(
             total, target_exp, label_weight, weight_total, smoothing, spread, scale, denominator
         )
