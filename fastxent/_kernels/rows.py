@@ -172,6 +172,14 @@ def logs_into(values, out):
 
 
 @row_helper
+def row_cast_into(values, out):
+    """``out[:] = values``, converted to ``out``'s dtype (out of its range: ``inf``)."""
+    inline_into_callers()
+    for c in range(values.size):
+        out[c] = values[c]
+
+
+@row_helper
 def row_sum(row):
     """``sum(row)`` in float64."""
     inline_into_callers()

@@ -35,6 +35,7 @@ from fastxent._kernels.rows import (
     TILE_ROWS,
     logs_into,
     next_row,
+    row_cast_into,
     row_exp_scaled_in_place,
     row_exp_scaled_into,
     row_exp_scaled_minus_in_place,
@@ -89,8 +90,9 @@ def xent_sparse_forward(
 ):
     """``losses[i]`` = loss of row ``i`` against class ``target[i]`` (0 where ignored).
 
-    ``prefetch`` is :func:`rows_to_prefetch` of the logits; ``row_weight`` the weights in
-    the logits' dtype with label smoothing, else ``None`` (see :func:`exp_sum_and_gap`).
+    ``prefetch`` is :func:`rows_to_prefetch` of the logits; ``row_weight`` room for the
+    weights in the logits' dtype with label smoothing (filled here), else ``None`` (see
+    :func:`exp_sum_and_gap`).
     Returns ``(n_invalid, counted_weight)`` of :func:`label_summary`; with invalid labels
     nothing else is computed.
     """
@@ -99,6 +101,8 @@ def xent_sparse_forward(
     if n_invalid > 0:
         return n_invalid, counted_weight, 0.0
     weight_total = np.sum(weight)
+    if row_weight is not None:
+        row_cast_into(weight, row_weight)
     if n_classes <= SHORT_ROW:
         _sparse_forward_short_rows(
             logits, target, weight, row_weight, weight_total, ignore_index, smoothing, losses
@@ -154,6 +158,8 @@ def xent_sparse_forward_backward(
     if denominator == 0.0:
         scale, denominator = 0.0, 1.0
     weight_total = np.sum(weight)
+    if row_weight is not None:
+        row_cast_into(weight, row_weight)
     spread = smoothing / n_classes
     if prefetch is None:  # rows shorter than a block, or all of them in cache
         _sparse_forward_backward_tiles(
