@@ -401,7 +401,8 @@ def cross_entropy_with_grad(
                 problem.smoothing, mean, problem.log_base, in_place, losses, grad_rows,
             )  # fmt: skip
         else:
-            _check_smoothing_weights(problem)
+            if weight is not None:  # (the default weights are ones)
+                _check_smoothing_weights(problem)
             n_invalid, denominator, total = kernels.xent_sparse_forward_backward(
                 rows.size, rows, rows_to_prefetch(rows), problem.labels, problem.weight,
                 _row_weight(problem.weight, problem.smoothing, rows.dtype),

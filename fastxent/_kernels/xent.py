@@ -235,9 +235,7 @@ def _sparse_forward_short_rows(
                 losses[start + r] = 0.0
                 continue
             row = block[r]
-            gap = spread * gaps[r]
-            if not math.isfinite(gap):
-                gap = row_weighted_gap(row, weight, tops[r], spread)
+            gap = checked_gap(gaps[r], row, weight, tops[r], spread)
             losses[start + r] = sparse_loss(
                 log_totals[r], tops[r], row[label], weight[label], weight_total, gap,
                 smoothing, n_classes,
@@ -390,10 +388,7 @@ def smoothing_gap(row, top, weight, row_weight, smoothing):
     if row_weight is None:
         return 0.0
     spread = smoothing / row.size
-    gap = row_gap(row, top, row_weight)
-    if math.isfinite(gap):
-        return spread * gap
-    return row_weighted_gap(row, weight, top, spread)
+    return checked_gap(row_gap(row, top, row_weight), row, weight, top, spread)
 
 
 @row_helper
@@ -411,9 +406,20 @@ def exp_sum_and_gap(row, top, weight, row_weight, smoothing, upcoming):
         return row_exp_sum(row, top, upcoming), 0.0
     spread = smoothing / row.size
     total, gap = row_exp_sum_and_gap(row, top, row_weight, upcoming)
+    return total, checked_gap(gap, row, weight, top, spread)
+
+
+@row_helper
+def checked_gap(gap, row, weight, top, spread):
+    """Label smoothing's ``spread * gap``, from a gap summed the fast way.
+
+    The fast sums (in the row's dtype, or down a tile's columns) come out ``inf`` or
+    ``nan`` where a term does; the gap is then taken again by :func:`row_weighted_gap`.
+    """
+    inline_into_callers()
     if math.isfinite(gap):
-        return total, spread * gap
-    return total, row_weighted_gap(row, weight, top, spread)
+        return spread * gap
+    return row_weighted_gap(row, weight, top, spread)
 
 
 @primitive
