@@ -183,7 +183,7 @@ def _common_forward(
         weight = _validate.class_weight(None, logits.shape[1])
     n_invalid, denominator, total = kernels.xent_sparse_forward(
         logits.size, logits, rows_to_prefetch(logits), target, weight,
-        _row_weight(weight, label_smoothing, logits.dtype), ignore_index, label_smoothing,
+        _per_class_room(weight, label_smoothing, logits.dtype), ignore_index, label_smoothing,
         losses,
     )  # fmt: skip
     if n_invalid:
@@ -195,37 +195,18 @@ def _common_forward(
     return result_scalar(total, logits.dtype)
 
 
-def _row_weight(
+def _per_class_room(
     weight: NDArray[np.float64], smoothing: float, dtype: np.dtype[Any]
 ) -> NDArray[Any] | None:
-    """The sparse kernels' ``row_weight``: room for the weights in the logits' dtype, or ``None``.
+    """Room for one value per class in the logits' dtype, or ``None`` without smoothing.
 
-    ``None`` without label smoothing: the kernels then compile without the smoothing sum.
-    The kernels fill it (weights beyond float32's range become ``inf`` there, which they
-    handle, without the overflow warning of NumPy's ``astype``).
+    The sparse kernels' ``row_weight`` (the weights, for label smoothing's sum) and
+    ``amounts`` (its part of the gradient), which they fill themselves (weights beyond
+    float32's range become ``inf`` there, which they handle, without the overflow warning
+    of NumPy's ``astype``). ``None`` without label smoothing: the kernels then compile
+    without the smoothing terms.
     """
     return np.empty(len(weight), dtype) if smoothing > 0.0 else None
-
-
-# With float32 logits and label smoothing, the gradient subtracts the smoothing mass of
-# each class in float32, from a float32 copy of the weights: larger weights would
-# overflow there (and their mass lose bits), so they are refused instead.
-_LARGEST_FLOAT32_SMOOTHING_WEIGHT = 1e20
-
-
-def _check_smoothing_weights(problem: _Problem) -> None:
-    if (
-        problem.smoothing > 0.0
-        and problem.dtype == _FLOAT32
-        # (inf and nan weights are the kernels' to reject, with the general message)
-        and _LARGEST_FLOAT32_SMOOTHING_WEIGHT < problem.weight.max() < math.inf
-    ):
-        raise ValueError(
-            "with float32 logits and label_smoothing, the gradient needs class weights "
-            f"<= {_LARGEST_FLOAT32_SMOOTHING_WEIGHT:g}, got {problem.weight.max():g}: "
-            "scale the weights down (with reduction='mean' only their ratios matter) or "
-            "pass float64 logits"
-        )
 
 
 def _raise_for_labels(problem: _Problem, target: ArrayLike) -> None:
@@ -317,7 +298,7 @@ def cross_entropy(
         else:
             n_invalid, denominator, total = kernels.xent_sparse_forward(
                 rows.size, rows, rows_to_prefetch(rows), problem.labels, problem.weight,
-                _row_weight(problem.weight, problem.smoothing, rows.dtype),
+                _per_class_room(problem.weight, problem.smoothing, rows.dtype),
                 problem.ignore_index, problem.smoothing, losses,
             )  # fmt: skip
         if n_invalid:
@@ -401,11 +382,10 @@ def cross_entropy_with_grad(
                 problem.smoothing, mean, problem.log_base, in_place, losses, grad_rows,
             )  # fmt: skip
         else:
-            if weight is not None:  # (the default weights are ones)
-                _check_smoothing_weights(problem)
             n_invalid, denominator, total = kernels.xent_sparse_forward_backward(
                 rows.size, rows, rows_to_prefetch(rows), problem.labels, problem.weight,
-                _row_weight(problem.weight, problem.smoothing, rows.dtype),
+                _per_class_room(problem.weight, problem.smoothing, rows.dtype),
+                _per_class_room(problem.weight, problem.smoothing, rows.dtype),
                 problem.ignore_index, problem.smoothing, mean, problem.log_base, in_place,
                 losses, grad_rows,
             )  # fmt: skip

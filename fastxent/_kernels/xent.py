@@ -131,6 +131,7 @@ def xent_sparse_forward_backward(
     target,
     weight,
     row_weight,
+    amounts,
     ignore_index,
     smoothing,
     mean,
@@ -141,7 +142,9 @@ def xent_sparse_forward_backward(
 ):
     """Loss per row as in the forward, and the gradient of the reduced loss in ``grad``.
 
-    ``prefetch`` and ``row_weight`` are as for :func:`xent_sparse_forward`.
+    ``prefetch`` and ``row_weight`` are as for :func:`xent_sparse_forward`; ``amounts``
+    (``None`` exactly when ``row_weight`` is) is room in the logits' dtype for label
+    smoothing's part of every row's gradient, ``smoothing_amounts_into``.
     The gradient is ``dl/dz`` scaled by ``1 / log_base`` and, with ``mean``, by one over
     the counted weight (0 when nothing is counted); ignored rows get 0. ``in_place`` says
     that ``grad`` is ``logits`` itself: each value is read before its slot is written.
@@ -158,13 +161,14 @@ def xent_sparse_forward_backward(
     if denominator == 0.0:
         scale, denominator = 0.0, 1.0
     weight_total = np.sum(weight)
+    spread = smoothing / n_classes
     if row_weight is not None:
         row_cast_into(weight, row_weight)
-    spread = smoothing / n_classes
+        smoothing_amounts_into(weight, spread, scale, denominator, amounts)
     if prefetch is None:  # rows shorter than a block, or all of them in cache
         _sparse_forward_backward_tiles(
-            logits, target, weight, row_weight, weight_total, ignore_index, smoothing, scale,
-            denominator, losses, grad,
+            logits, target, weight, row_weight, amounts, weight_total, ignore_index,
+            smoothing, scale, denominator, losses, grad,
         )  # fmt: skip
         return 0, counted_weight, row_sum(losses.reshape(-1))
     for i in prange(n_rows):
@@ -188,17 +192,15 @@ def xent_sparse_forward_backward(
         )
         mass = (1.0 - smoothing) * label_weight + spread * weight_total
         factor = out.dtype.type(scale * (mass / denominator) / total)
-        if row_weight is None:
+        if amounts is None:
             if in_place:
                 row_exp_scaled_in_place(out, top, factor)
             else:
                 row_exp_scaled_into(row, top, factor, out)
+        elif in_place:
+            row_exp_scaled_minus_in_place(out, top, factor, amounts)
         else:
-            amount = out.dtype.type(scale * spread / denominator)
-            if in_place:
-                row_exp_scaled_minus_in_place(out, top, factor, row_weight, amount)
-            else:
-                row_exp_scaled_minus_into(row, top, factor, row_weight, amount, out)
+            row_exp_scaled_minus_into(row, top, factor, amounts, out)
         out[label] = target_gradient(
             total, target_exp, label_weight, weight_total, smoothing, spread, scale, denominator
         )
@@ -248,6 +250,7 @@ def _sparse_forward_backward_tiles(
     target,
     weight,
     row_weight,
+    amounts,
     weight_total,
     ignore_index,
     smoothing,
@@ -303,11 +306,10 @@ def _sparse_forward_backward_tiles(
             mass = (1.0 - smoothing) * label_weight + spread * weight_total
             target_exp = np.float64(row_out[label])
             factor = row_out.dtype.type(scale * (mass / denominator) / total)
-            if row_weight is None:
+            if amounts is None:
                 row_scale(row_out, factor)
             else:
-                amount = row_out.dtype.type(scale * spread / denominator)
-                row_scale_and_subtract(row_out, factor, row_weight, amount)
+                row_scale_and_subtract(row_out, factor, amounts)
             row_out[label] = target_gradient(
                 total, target_exp, label_weight, weight_total, smoothing, spread, scale,
                 denominator,
@@ -420,6 +422,19 @@ def checked_gap(gap, row, weight, top, spread):
     if math.isfinite(gap):
         return spread * gap
     return row_weighted_gap(row, weight, top, spread)
+
+
+@row_helper
+def smoothing_amounts_into(weight, spread, scale, denominator, amounts):
+    """Label smoothing's part of each gradient row, ``scale * (eps / C) w[c] / denominator``.
+
+    Worked out once per call in float64 and rounded once into ``amounts`` (the logits'
+    dtype), so that every row subtracts it in one vector operation, and weights far beyond
+    float32's range still give the float32 gradient that float64 would round to.
+    """
+    inline_into_callers()
+    for c in range(weight.size):
+        amounts[c] = scale * (spread * weight[c] / denominator)
 
 
 @primitive
