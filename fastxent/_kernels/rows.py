@@ -86,7 +86,7 @@ def _exp_shifted_in_place(out, shift):
 
 @row_helper
 def short_rows_exp(block, tops, out):
-    """For a tile of rows: ``tops[r] = max(block[r])`` and ``out = exp(block - tops)``.
+    """For a tile of rows and their maxima ``tops``: ``out = exp(block - tops)``.
 
     With a few classes per row, a SIMD loop over one row is mostly its scalar remainder.
     Here the subtraction runs row by row, then ``exp`` runs as one vector loop over the
@@ -96,8 +96,6 @@ def short_rows_exp(block, tops, out):
     inline_into_callers()
     use_512bit_vectors()
     n_rows = block.shape[0]
-    for r in range(n_rows):
-        tops[r] = row_max(block[r])
     for r in range(n_rows):
         row = block[r]
         target = out[r]

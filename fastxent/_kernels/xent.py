@@ -231,15 +231,14 @@ def _sparse_forward_short_rows(
         gaps = np.zeros(stop - start)
         if row_weight is not None:
             short_rows_gaps(columns, tops, weight, gaps)
+            checked_gaps(block, tops, weight, spread, gaps)
         for r in range(stop - start):
             label = target[start + r]
             if label == ignore_index:
                 losses[start + r] = 0.0
                 continue
-            row = block[r]
-            gap = checked_gap(gaps[r], row, weight, tops[r], spread)
             losses[start + r] = sparse_loss(
-                log_totals[r], tops[r], row[label], weight[label], weight_total, gap,
+                log_totals[r], tops[r], block[r, label], weight[label], weight_total, gaps[r],
                 smoothing, n_classes,
             )  # fmt: skip
 
@@ -282,8 +281,11 @@ def _sparse_forward_backward_tiles(
         for r in range(stop - start):
             label = target[start + r]
             target_logits[r] = block[r, 0] if label == ignore_index else block[r, label]
+            tops[r] = row_max(block[r])
             if row_weight is not None:
-                gaps[r] = smoothing_gap(block[r], row_max(block[r]), weight, row_weight, smoothing)
+                gaps[r] = row_gap(block[r], tops[r], row_weight)
+        if row_weight is not None:
+            checked_gaps(block, tops, weight, spread, gaps)
         short_rows_exp(block, tops, out)
         totals = np.empty(stop - start)
         for r in range(stop - start):
@@ -379,21 +381,6 @@ def xent_dense_forward_backward(
 
 
 @row_helper
-def smoothing_gap(row, top, weight, row_weight, smoothing):
-    """Label smoothing's ``(eps / C) sum_c w_c (m - z_c)`` alone (0 for ``row_weight=None``).
-
-    As in :func:`exp_sum_and_gap`: summed in the row's dtype, in float64 where that
-    overflows. (Summed in float64 from the start, the gap took the gradient of 64 x 1000
-    to 1.8x the time of the plain one.)
-    """
-    inline_into_callers()
-    if row_weight is None:
-        return 0.0
-    spread = smoothing / row.size
-    return checked_gap(row_gap(row, top, row_weight), row, weight, top, spread)
-
-
-@row_helper
 def exp_sum_and_gap(row, top, weight, row_weight, smoothing, upcoming):
     """``(S, gap)``: the row's exp-sum and label smoothing's ``(eps / C) sum_c w_c (m - z_c)``.
 
@@ -422,6 +409,23 @@ def checked_gap(gap, row, weight, top, spread):
     if math.isfinite(gap):
         return spread * gap
     return row_weighted_gap(row, weight, top, spread)
+
+
+@row_helper
+def checked_gaps(block, tops, weight, spread, gaps):
+    """:func:`checked_gap` for each row of a tile, in place in ``gaps``.
+
+    A loop of its own, after the one that sums the gaps, and the row's view taken only in
+    the rare branch that needs it: with the fallback inside the summing loop the gradient
+    of 65536 x 10 with label smoothing took 2.5x the time; with the view taken for every
+    row (``checked_gap(gaps[r], block[r], ...)``), 1.6x.
+    """
+    inline_into_callers()
+    for r in range(gaps.size):
+        if math.isfinite(gaps[r]):
+            gaps[r] *= spread
+        else:
+            gaps[r] = row_weighted_gap(block[r], weight, tops[r], spread)
 
 
 @row_helper
