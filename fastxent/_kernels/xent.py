@@ -282,7 +282,7 @@ def _sparse_forward_backward_tiles(
             label = target[start + r]
             target_logits[r] = block[r, 0] if label == ignore_index else block[r, label]
             tops[r] = row_max(block[r])
-            if row_weight is not None:
+            if row_weight is not None:  # in the row's dtype (float64: 1.8x at 64 x 1000)
                 gaps[r] = row_gap(block[r], tops[r], row_weight)
         if row_weight is not None:
             checked_gaps(block, tops, weight, spread, gaps)
