@@ -404,8 +404,10 @@ def row_log_softmax_into(row, top, log_total, out):
 
     Forming ``top + log_total`` first would cost ``ulp(top)`` of accuracy (all of it at
     logits of 1e30), so this loop is compiled without ``reassoc``, which would allow LLVM
-    to do exactly that.
+    to do exactly that. Inlined like the row helpers (the instructions keep their own
+    fast-math flags).
     """
+    inline_into_callers()
     use_512bit_vectors()
     top64 = np.float64(top)
     for c in range(row.size):

@@ -16,8 +16,12 @@ import math
 import numpy as np
 from numba import prange
 
+from fastxent._config import kernel_part
 from fastxent._kernels.dispatch import row_kernel
 from fastxent._kernels.rows import (
+    EXP_BLOCK,
+    GRADIENT_TILE_ELEMENTS,
+    TILE_ROWS,
     next_row,
     row_exp_scaled_into,
     row_exp_sum,
@@ -25,13 +29,17 @@ from fastxent._kernels.rows import (
     row_max,
     row_scale,
     row_sum,
+    short_rows_exp,
 )
 
 
 @row_kernel
 def softmax_rows(logits, prefetch, out):
     """``out[i] = softmax(logits[i])`` for every row ``i``."""
-    n_rows = logits.shape[0]
+    n_rows, n_classes = logits.shape
+    if prefetch is None and n_classes < EXP_BLOCK:
+        _softmax_tiles(logits, out)
+        return
     for i in prange(n_rows):
         row = logits[i]
         top = row_max(row)
@@ -43,6 +51,33 @@ def softmax_rows(logits, prefetch, out):
         upcoming = next_row(prefetch, i)
         total = row_exp_sum(row, top, upcoming)
         row_exp_scaled_into(row, top, out.dtype.type(1.0 / total), out[i])
+
+
+@kernel_part
+def _softmax_tiles(logits, out):
+    """Softmax of rows shorter than a block, a tile of rows at once: one ``exp`` loop.
+
+    As the gradient's tiles (``fastxent._kernels.xent``): a row of a few dozen classes
+    would otherwise run its ``exp`` as the vector loop's scalar remainder. In-process A/B
+    against row by row: 65536 x 10 0.50x the time, 4096 x 32 0.67x, 256 x 100 0.80x,
+    1024 x 200 0.94x; but 64 x 1000 1.10x (a tile of 16 such rows outgrows L1), so
+    longer rows stay row by row.
+    """
+    n_rows, n_classes = logits.shape
+    tile_rows = max(1, min(TILE_ROWS, GRADIENT_TILE_ELEMENTS // n_classes))
+    n_tiles = (n_rows + tile_rows - 1) // tile_rows
+    for tile in prange(n_tiles):
+        start = tile * tile_rows
+        stop = min(start + tile_rows, n_rows)
+        block = logits[start:stop]
+        probabilities = out[start:stop]
+        tops = np.empty(stop - start, logits.dtype)
+        for r in range(stop - start):
+            tops[r] = row_max(block[r])
+        short_rows_exp(block, tops, probabilities)
+        for r in range(stop - start):
+            row_out = probabilities[r]
+            row_scale(row_out, row_out.dtype.type(1.0 / row_sum(row_out)))
 
 
 @row_kernel
