@@ -54,6 +54,26 @@ def test_matches_reference_2d(function, ref, dtype, rtol, atol, shape, rng):
 
 
 @pytest.mark.parametrize(("function", "ref"), FUNCTIONS)
+@pytest.mark.parametrize(("dtype", "rtol", "atol"), NATIVE_TOLERANCES)
+@pytest.mark.parametrize(
+    "shape",
+    [(600, 10), (4100, 10), (300, 32), (300, 33), (700, 100), (300, 255)],
+    ids=["600x10", "4100x10-parallel", "300x32", "300x33", "700x100", "300x255"],
+)
+def test_short_rows_by_tiles(function, ref, dtype, rtol, atol, shape, rng):
+    """Rows short enough to go by tiles, over several tiles and a partial last one, with
+    special rows in the last tile: all ``-inf``, one ``nan``, one ``+inf``, and ``-inf``
+    entries scattered elsewhere."""
+    x = make_logits(rng, shape, dtype)
+    n_rows, n_classes = shape
+    x[rng.random(shape) < 0.05] = -np.inf
+    x[n_rows - 1] = -np.inf
+    x[n_rows - 2, n_classes // 2] = np.nan
+    x[n_rows - 3, 0] = np.inf
+    check(function, ref, x, -1, dtype, rtol, atol)
+
+
+@pytest.mark.parametrize(("function", "ref"), FUNCTIONS)
 @pytest.mark.parametrize(("dtype", "rtol", "atol"), ALL_TOLERANCES)
 @pytest.mark.parametrize("n_classes", [1, 2, 13, 1009])
 def test_one_dimensional_input(function, ref, dtype, rtol, atol, n_classes, rng):

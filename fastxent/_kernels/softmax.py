@@ -21,7 +21,9 @@ from fastxent._kernels.dispatch import row_kernel
 from fastxent._kernels.rows import (
     EXP_BLOCK,
     GRADIENT_TILE_ELEMENTS,
+    SHORT_ROW,
     TILE_ROWS,
+    logs_into,
     next_row,
     row_exp_scaled_into,
     row_exp_sum,
@@ -30,6 +32,7 @@ from fastxent._kernels.rows import (
     row_scale,
     row_sum,
     short_rows_exp,
+    short_rows_exp_sums,
 )
 
 
@@ -83,7 +86,10 @@ def _softmax_tiles(logits, out):
 @row_kernel
 def log_softmax_rows(logits, prefetch, out):
     """``out[i] = log_softmax(logits[i])`` for every row ``i``."""
-    n_rows = logits.shape[0]
+    n_rows, n_classes = logits.shape
+    if n_classes <= SHORT_ROW:
+        _log_softmax_short_rows(logits, out)
+        return
     for i in prange(n_rows):
         row = logits[i]
         top = row_max(row)
@@ -92,11 +98,56 @@ def log_softmax_rows(logits, prefetch, out):
         row_log_softmax_into(row, top, math.log(total), out[i])
 
 
+@kernel_part
+def _log_softmax_short_rows(logits, out):
+    """The log_softmax of rows of at most ``SHORT_ROW`` classes, a tile of rows at once.
+
+    The maxima and exp-sums run down the columns of a transposed copy of the tile, one
+    vector lane per row (``short_rows_exp_sums``, as the cross-entropy forward), and the
+    logs as one vector loop; row by row, each of them was a scalar loop.
+    """
+    n_rows, n_classes = logits.shape
+    n_tiles = (n_rows + TILE_ROWS - 1) // TILE_ROWS
+    for tile in prange(n_tiles):
+        start = tile * TILE_ROWS
+        stop = min(start + TILE_ROWS, n_rows)
+        block = logits[start:stop]
+        tops = np.empty(stop - start, logits.dtype)
+        totals = np.empty(stop - start)
+        columns = np.empty((n_classes, stop - start), block.dtype)
+        short_rows_exp_sums(block, tops, totals, columns)
+        log_totals = np.empty(stop - start)
+        logs_into(totals, log_totals)
+        for r in range(stop - start):
+            row_log_softmax_into(block[r], tops[r], log_totals[r], out[start + r])
+
+
 @row_kernel
 def logsumexp_rows(logits, prefetch, out):
     """``out[i] = log(sum(exp(logits[i])))`` in float64."""
-    n_rows = logits.shape[0]
+    n_rows, n_classes = logits.shape
+    if n_classes <= SHORT_ROW:
+        _logsumexp_short_rows(logits, out)
+        return
     for i in prange(n_rows):
         top = row_max(logits[i])
         upcoming = next_row(prefetch, i)
         out[i] = np.float64(top) + math.log(row_exp_sum(logits[i], top, upcoming))
+
+
+@kernel_part
+def _logsumexp_short_rows(logits, out):
+    """The logsumexp of rows of at most ``SHORT_ROW`` classes, as the log_softmax's tiles."""
+    n_rows, n_classes = logits.shape
+    n_tiles = (n_rows + TILE_ROWS - 1) // TILE_ROWS
+    for tile in prange(n_tiles):
+        start = tile * TILE_ROWS
+        stop = min(start + TILE_ROWS, n_rows)
+        tops = np.empty(stop - start, logits.dtype)
+        totals = np.empty(stop - start)
+        columns = np.empty((n_classes, stop - start), logits.dtype)
+        short_rows_exp_sums(logits[start:stop], tops, totals, columns)
+        log_totals = out[start:stop]
+        logs_into(totals, log_totals)
+        for r in range(stop - start):
+            log_totals[r] += np.float64(tops[r])
