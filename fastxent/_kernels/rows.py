@@ -110,30 +110,37 @@ def short_rows_exp_sums(block, tops, totals, columns):
     """For a block of short rows: ``tops[r] = max(block[r])``, ``totals[r]`` its exp-sum.
 
     The block is first copied transposed into ``columns`` (shape ``(C, R)``, the caller's
-    scratch), so that the max, the ``exp`` and the float64 sums all run down the columns,
-    one vector lane per row, with no horizontal reduction and no per-row remainder. On
-    rows of 10 float32 this took the forward from 42 to 24 ns per row.
+    scratch), so that the max, the ``exp`` and the sums all run down the columns, one
+    vector lane per row, with no horizontal reduction and no per-row remainder. On rows of
+    10 float32 this took the forward from 42 to 24 ns per row. The sums are float64-accurate
+    but run in the block's dtype, split by ``split_for_sum``: float32 terms added into
+    float64 lanes made the ``exp`` loop 8 lanes wide instead of 16.
     """
     inline_into_callers()
     use_512bit_vectors()
-    n_classes = block.shape[1]
-    for r in range(tops.size):
-        row = block[r]
-        for c in range(row.size):
-            columns[c, r] = row[c]
+    n_rows, n_classes = block.shape
+    # Column by column: contiguous stores, and loads a row apart (faster than the reverse).
+    for c in range(n_classes):
+        column = columns[c]
+        for r in range(n_rows):
+            column[r] = block[r, c]
     first = columns[0]
-    for r in range(tops.size):
+    for r in range(n_rows):
         tops[r] = first[r]
     for c in range(1, n_classes):
         column = columns[c]
-        for r in range(tops.size):
+        for r in range(n_rows):
             tops[r] = fmaximum(tops[r], column[r])
-    for r in range(totals.size):
-        totals[r] = 0.0
+    high = np.zeros(n_rows, block.dtype)
+    low = np.zeros(n_rows, block.dtype)
     for c in range(n_classes):
         column = columns[c]
-        for r in range(totals.size):
-            totals[r] += np.float64(exp_clamped(column[r] - tops[r]))
+        for r in range(n_rows):
+            term_high, term_low = split_for_sum(exp_clamped(column[r] - tops[r]))
+            high[r] += term_high
+            low[r] += term_low
+    for r in range(n_rows):
+        totals[r] = np.float64(high[r]) + np.float64(low[r])
 
 
 @row_helper
