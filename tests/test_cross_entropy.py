@@ -638,6 +638,42 @@ def test_gradient_by_tiles_matches_reference(dtype, rtol, atol, in_place, option
     check_loss(loss, ref_loss, dtype, rtol, atol, "mean", (n_rows,))
 
 
+@pytest.mark.parametrize(("dtype", "rtol", "atol"), NATIVE_TOLERANCES)
+@pytest.mark.parametrize("options", ["plain", "options"])
+@pytest.mark.parametrize(
+    "shape",
+    [(300, 33), (700, 100), (200, 127), (200, 128)],
+    ids=["33-classes", "100-classes", "127-classes", "128-classes"],
+)
+def test_forward_by_tiles_matches_reference(dtype, rtol, atol, options, shape, rng):
+    """In-cache rows of 33 to 127 classes go by tiles (128: row by row), over several tiles
+    and a partial last one, with ignored rows and special rows in the last tile: all
+    ``-inf`` but the target, one ``nan``, one ``+inf``, ``-inf`` entries elsewhere (with
+    label smoothing, those under a zero weight add nothing, the others make the loss
+    ``inf``)."""
+    n_rows, n_classes = shape
+    logits = make_logits(rng, shape, dtype)
+    target = make_labels(rng, (n_rows,), n_classes)
+    logits[rng.random(shape) < 0.05] = -np.inf
+    logits[np.arange(n_rows), target] = rng.standard_normal(n_rows)  # targets stay finite
+    logits[n_rows - 1] = -np.inf
+    logits[n_rows - 1, target[n_rows - 1]] = 0.0
+    logits[n_rows - 2, n_classes // 2] = np.nan
+    logits[n_rows - 3, 0] = np.inf
+    target[::7] = -100
+    kwargs = {}
+    if options == "options":
+        weight = rng.uniform(0.5, 2.0, n_classes)
+        weight[::3] = 0.0
+        kwargs = {"weight": weight, "label_smoothing": 0.2}
+    before = logits.copy()
+    losses = fastxent.cross_entropy(logits, target, reduction="none", **kwargs)
+    expected = reference.cross_entropy(logits, target, reduction="none", **kwargs)
+    assert np.isnan(losses[n_rows - 2]) == (target[n_rows - 2] != -100)
+    check_loss(losses, expected, dtype, rtol, atol, "none", (n_rows,))
+    np.testing.assert_array_equal(logits, before)
+
+
 @pytest.mark.parametrize("in_place", [False, True], ids=["fresh", "in-place"])
 @pytest.mark.parametrize("shape", [(6, 10), (6, 300), (3, 1025)], ids=["10", "300", "1025"])
 @pytest.mark.parametrize("scale", [1e20, 1e39, 1e300], ids=["1e20", "1e39", "1e300"])

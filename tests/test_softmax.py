@@ -57,8 +57,8 @@ def test_matches_reference_2d(function, ref, dtype, rtol, atol, shape, rng):
 @pytest.mark.parametrize(("dtype", "rtol", "atol"), NATIVE_TOLERANCES)
 @pytest.mark.parametrize(
     "shape",
-    [(600, 10), (4100, 10), (300, 32), (300, 33), (700, 100), (300, 255)],
-    ids=["600x10", "4100x10-parallel", "300x32", "300x33", "700x100", "300x255"],
+    [(600, 10), (4100, 10), (300, 32), (300, 33), (700, 100), (200, 127), (300, 255)],
+    ids=["600x10", "4100x10-parallel", "300x32", "300x33", "700x100", "200x127", "300x255"],
 )
 def test_short_rows_by_tiles(function, ref, dtype, rtol, atol, shape, rng):
     """Rows short enough to go by tiles, over several tiles and a partial last one, with

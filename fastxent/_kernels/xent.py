@@ -58,6 +58,9 @@ from fastxent._kernels.rows import (
 )
 from fastxent._simd import exp_clamped, inline_into_callers
 
+# The forward takes in-cache rows of SHORT_ROW < C < FORWARD_TILE_CLASSES by tiles.
+FORWARD_TILE_CLASSES = 128
+
 
 @row_helper
 def label_summary(target, weight, ignore_index, n_classes):
@@ -105,6 +108,11 @@ def xent_sparse_forward(
         row_cast_into(weight, row_weight)
     if n_classes <= SHORT_ROW:
         _sparse_forward_short_rows(
+            logits, target, weight, row_weight, weight_total, ignore_index, smoothing, losses
+        )
+        return 0, counted_weight, row_sum(losses.reshape(-1))
+    if prefetch is None and n_classes < FORWARD_TILE_CLASSES:
+        _sparse_forward_tiles(
             logits, target, weight, row_weight, weight_total, ignore_index, smoothing, losses
         )
         return 0, counted_weight, row_sum(losses.reshape(-1))
@@ -232,6 +240,49 @@ def _sparse_forward_short_rows(
         if row_weight is not None:
             short_rows_gaps(columns, tops, weight, gaps)
             checked_gaps(block, tops, weight, spread, gaps)
+        for r in range(stop - start):
+            label = target[start + r]
+            if label == ignore_index:
+                losses[start + r] = 0.0
+                continue
+            losses[start + r] = sparse_loss(
+                log_totals[r], tops[r], block[r, label], weight[label], weight_total, gaps[r],
+                smoothing, n_classes,
+            )  # fmt: skip
+
+
+@kernel_part
+def _sparse_forward_tiles(
+    logits, target, weight, row_weight, weight_total, ignore_index, smoothing, losses
+):
+    """The sparse forward for in-cache rows of fewer than ``FORWARD_TILE_CLASSES`` classes.
+
+    As the gradient's tiles: the tile's ``exp(z - m)`` goes into a scratch tile in one flat
+    loop and is summed row by row; the row loops' scalar remainders are what it avoids.
+    """
+    n_rows, n_classes = logits.shape
+    spread = smoothing / n_classes
+    tile_rows = max(1, min(TILE_ROWS, GRADIENT_TILE_ELEMENTS // n_classes))
+    n_tiles = (n_rows + tile_rows - 1) // tile_rows
+    for tile in prange(n_tiles):
+        start = tile * tile_rows
+        stop = min(start + tile_rows, n_rows)
+        block = logits[start:stop]
+        tops = np.empty(stop - start, logits.dtype)
+        gaps = np.zeros(stop - start)
+        for r in range(stop - start):
+            tops[r] = row_max(block[r])
+            if row_weight is not None:
+                gaps[r] = row_gap(block[r], tops[r], row_weight)
+        if row_weight is not None:
+            checked_gaps(block, tops, weight, spread, gaps)
+        scratch = np.empty((stop - start, n_classes), logits.dtype)
+        short_rows_exp(block, tops, scratch)
+        totals = np.empty(stop - start)
+        for r in range(stop - start):
+            totals[r] = row_sum(scratch[r])
+        log_totals = np.empty(stop - start)
+        logs_into(totals, log_totals)
         for r in range(stop - start):
             label = target[start + r]
             if label == ignore_index:
