@@ -106,6 +106,27 @@ def short_rows_exp(block, tops, out):
 
 
 @row_helper
+def tile_exp_log_sums(block, tops, scratch, log_totals):
+    """For a tile of in-cache rows: ``tops``, ``scratch = exp(block - tops)`` and log-sums.
+
+    ``tops[r] = max(block[r])``, ``log_totals[r] = log(sum(scratch[r]))`` (the sum in
+    float64). ``scratch`` (same shape as ``block``, C-contiguous) is the caller's and must
+    not be ``block``. The ``exp`` runs as one loop over the whole tile
+    (:func:`short_rows_exp`): row by row, rows of a few dozen classes run their loops as
+    scalar remainders.
+    """
+    inline_into_callers()
+    n_rows = tops.size
+    for r in range(n_rows):
+        tops[r] = row_max(block[r])
+    short_rows_exp(block, tops, scratch)
+    totals = np.empty(n_rows)
+    for r in range(n_rows):
+        totals[r] = row_sum(scratch[r])
+    logs_into(totals, log_totals)
+
+
+@row_helper
 def short_rows_exp_sums(block, tops, totals, columns):
     """For a block of short rows: ``tops[r] = max(block[r])``, ``totals[r]`` its exp-sum.
 

@@ -33,6 +33,7 @@ from fastxent._kernels.rows import (
     row_sum,
     short_rows_exp,
     short_rows_exp_sums,
+    tile_exp_log_sums,
 )
 
 # log_softmax takes in-cache rows of SHORT_ROW < C < LOG_SOFTMAX_TILE_CLASSES by tiles.
@@ -123,14 +124,8 @@ def _log_softmax_tiles(logits, out):
         block = logits[start:stop]
         scratch = out[start:stop]
         tops = np.empty(stop - start, logits.dtype)
-        for r in range(stop - start):
-            tops[r] = row_max(block[r])
-        short_rows_exp(block, tops, scratch)
-        totals = np.empty(stop - start)
-        for r in range(stop - start):
-            totals[r] = row_sum(scratch[r])
         log_totals = np.empty(stop - start)
-        logs_into(totals, log_totals)
+        tile_exp_log_sums(block, tops, scratch, log_totals)
         for r in range(stop - start):
             row_log_softmax_into(block[r], tops[r], log_totals[r], scratch[r])
 
@@ -204,16 +199,9 @@ def _logsumexp_tiles(logits, out):
     for tile in prange(n_tiles):
         start = tile * tile_rows
         stop = min(start + tile_rows, n_rows)
-        block = logits[start:stop]
         tops = np.empty(stop - start, logits.dtype)
-        for r in range(stop - start):
-            tops[r] = row_max(block[r])
         scratch = np.empty((stop - start, n_classes), logits.dtype)
-        short_rows_exp(block, tops, scratch)
-        totals = np.empty(stop - start)
-        for r in range(stop - start):
-            totals[r] = row_sum(scratch[r])
         log_totals = out[start:stop]
-        logs_into(totals, log_totals)
+        tile_exp_log_sums(logits[start:stop], tops, scratch, log_totals)
         for r in range(stop - start):
             log_totals[r] += np.float64(tops[r])

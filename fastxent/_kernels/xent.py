@@ -55,6 +55,7 @@ from fastxent._kernels.rows import (
     short_rows_exp,
     short_rows_exp_sums,
     short_rows_gaps,
+    tile_exp_log_sums,
 )
 from fastxent._simd import exp_clamped, inline_into_callers
 
@@ -269,20 +270,14 @@ def _sparse_forward_tiles(
         stop = min(start + tile_rows, n_rows)
         block = logits[start:stop]
         tops = np.empty(stop - start, logits.dtype)
-        gaps = np.zeros(stop - start)
-        for r in range(stop - start):
-            tops[r] = row_max(block[r])
-            if row_weight is not None:
-                gaps[r] = row_gap(block[r], tops[r], row_weight)
-        if row_weight is not None:
-            checked_gaps(block, tops, weight, spread, gaps)
         scratch = np.empty((stop - start, n_classes), logits.dtype)
-        short_rows_exp(block, tops, scratch)
-        totals = np.empty(stop - start)
-        for r in range(stop - start):
-            totals[r] = row_sum(scratch[r])
         log_totals = np.empty(stop - start)
-        logs_into(totals, log_totals)
+        tile_exp_log_sums(block, tops, scratch, log_totals)
+        gaps = np.zeros(stop - start)
+        if row_weight is not None:
+            for r in range(stop - start):
+                gaps[r] = row_gap(block[r], tops[r], row_weight)
+            checked_gaps(block, tops, weight, spread, gaps)
         for r in range(stop - start):
             label = target[start + r]
             if label == ignore_index:
