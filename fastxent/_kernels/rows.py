@@ -24,10 +24,10 @@ from fastxent._simd import (
     use_512bit_vectors,
 )
 
-# The forward takes rows of at most SHORT_ROW classes TILE_ROWS at a time
-# (short_rows_exp_sums). The integer-target gradient takes rows in tiles of at most
-# TILE_ROWS rows and GRADIENT_TILE_ELEMENTS elements (short_rows_exp) wherever rows are
-# summed whole (rows_to_prefetch gives None).
+# Tiles hold at most TILE_ROWS rows and GRADIENT_TILE_ELEMENTS elements (tile_rows_for).
+# Rows of at most SHORT_ROW classes are summed down a transposed tile
+# (short_rows_log_sums); the integer-target gradient takes its tiles (short_rows_exp)
+# wherever rows are summed whole (rows_to_prefetch gives None).
 SHORT_ROW = 32
 TILE_ROWS = 256
 GRADIENT_TILE_ELEMENTS = 1 << 14
@@ -106,6 +106,29 @@ def short_rows_exp(block, tops, out):
 
 
 @row_helper
+def tile_rows_for(n_classes):
+    """Rows per tile: ``TILE_ROWS``, fewer if that makes more than ``GRADIENT_TILE_ELEMENTS``."""
+    inline_into_callers()
+    return max(1, min(TILE_ROWS, GRADIENT_TILE_ELEMENTS // n_classes))
+
+
+@row_helper
+def tile_log_sums(block, tops, scratch, log_totals):
+    """``tops[r] = max(block[r])`` and ``log_totals[r]`` the log of its exp-sum, for a tile.
+
+    ``scratch`` is flat room for the tile's elements, left holding the tile transposed for
+    rows of at most ``SHORT_ROW`` classes (:func:`short_rows_log_sums`), else its ``exp``
+    (:func:`tile_exp_log_sums`).
+    """
+    inline_into_callers()
+    n_rows, n_classes = block.shape
+    if n_classes <= SHORT_ROW:
+        short_rows_log_sums(block, tops, scratch.reshape((n_classes, n_rows)), log_totals)
+    else:
+        tile_exp_log_sums(block, tops, scratch.reshape((n_rows, n_classes)), log_totals)
+
+
+@row_helper
 def tile_exp_log_sums(block, tops, scratch, log_totals):
     """For a tile of in-cache rows: ``tops``, ``scratch = exp(block - tops)`` and log-sums.
 
@@ -127,8 +150,8 @@ def tile_exp_log_sums(block, tops, scratch, log_totals):
 
 
 @row_helper
-def short_rows_exp_sums(block, tops, totals, columns):
-    """For a block of short rows: ``tops[r] = max(block[r])``, ``totals[r]`` its exp-sum.
+def short_rows_log_sums(block, tops, columns, log_totals):
+    """For a tile of short rows: ``tops[r] = max(block[r])`` and the log of its exp-sum.
 
     The block is first copied transposed into ``columns`` (shape ``(C, R)``, the caller's
     scratch), so that the max, the ``exp`` and the sums all run down the columns, one
@@ -161,14 +184,14 @@ def short_rows_exp_sums(block, tops, totals, columns):
             high[r] += term_high
             low[r] += term_low
     for r in range(n_rows):
-        totals[r] = np.float64(high[r]) + np.float64(low[r])
+        log_totals[r] = log_positive(np.float64(high[r]) + np.float64(low[r]))
 
 
 @row_helper
 def short_rows_gaps(columns, tops, weight, gaps):
     """``gaps[r] = sum_c weight[c] * (tops[r] - columns[c, r])`` in float64, down the columns.
 
-    For label smoothing on a tile of short rows, after :func:`short_rows_exp_sums` (which
+    For label smoothing on a tile of short rows, after :func:`short_rows_log_sums` (which
     leaves the tile transposed in ``columns``): one vector lane per row, like the sums. A
     gap comes out ``inf`` or ``nan`` where a term does (a zero weight at ``-inf``, a span
     beyond float64's range); callers then use :func:`row_weighted_gap` for that row.

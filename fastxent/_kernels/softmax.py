@@ -20,10 +20,6 @@ from fastxent._config import kernel_part
 from fastxent._kernels.dispatch import row_kernel
 from fastxent._kernels.rows import (
     EXP_BLOCK,
-    GRADIENT_TILE_ELEMENTS,
-    SHORT_ROW,
-    TILE_ROWS,
-    logs_into,
     next_row,
     row_exp_scaled_into,
     row_exp_sum,
@@ -32,11 +28,11 @@ from fastxent._kernels.rows import (
     row_scale,
     row_sum,
     short_rows_exp,
-    short_rows_exp_sums,
-    tile_exp_log_sums,
+    tile_log_sums,
+    tile_rows_for,
 )
 
-# log_softmax takes in-cache rows of SHORT_ROW < C < LOG_SOFTMAX_TILE_CLASSES by tiles.
+# log_softmax and logsumexp take in-cache rows of fewer classes than this by tiles.
 LOG_SOFTMAX_TILE_CLASSES = 128
 
 
@@ -71,7 +67,7 @@ def _softmax_tiles(logits, out):
     longer rows stay row by row.
     """
     n_rows, n_classes = logits.shape
-    tile_rows = max(1, min(TILE_ROWS, GRADIENT_TILE_ELEMENTS // n_classes))
+    tile_rows = tile_rows_for(n_classes)
     n_tiles = (n_rows + tile_rows - 1) // tile_rows
     for tile in prange(n_tiles):
         start = tile * tile_rows
@@ -91,9 +87,6 @@ def _softmax_tiles(logits, out):
 def log_softmax_rows(logits, prefetch, out):
     """``out[i] = log_softmax(logits[i])`` for every row ``i``."""
     n_rows, n_classes = logits.shape
-    if n_classes <= SHORT_ROW:
-        _log_softmax_short_rows(logits, out)
-        return
     if prefetch is None and n_classes < LOG_SOFTMAX_TILE_CLASSES:
         _log_softmax_tiles(logits, out)
         return
@@ -107,62 +100,36 @@ def log_softmax_rows(logits, prefetch, out):
 
 @kernel_part
 def _log_softmax_tiles(logits, out):
-    """log_softmax of rows shorter than a block, a tile at a time, as :func:`_softmax_tiles`.
+    """log_softmax of rows of fewer than ``LOG_SOFTMAX_TILE_CLASSES`` classes, by tiles.
 
-    The tile's ``exp(x - m)`` goes into ``out`` (one flat ``exp`` loop), is summed row by
-    row, and is then overwritten by the result. In-process A/B against row by row: 33 to
-    48 classes 0.58-0.66x the time (the row loops there are all scalar remainder), 80
-    0.77x, 100 0.87x, 127 0.97x; but 128 1.02x, 192 1.13x, 250 1.11x (the row loops'
-    remainders are short or vector there), hence ``LOG_SOFTMAX_TILE_CLASSES``.
+    The maxima and log-sums of a tile come from :func:`tile_log_sums`, as in the
+    cross-entropy forward, with the output's tile as its scratch, which the results then
+    overwrite. Rows of at most 32 classes are summed down the columns of the transposed
+    tile, longer ones after one flat ``exp`` loop over the tile. Against row by row
+    (in-process A/B): 10 classes 0.36x the time, 32 0.70x, 33 to 48 0.58-0.66x (the row
+    loops there are all scalar remainder), 80 0.77x, 100 0.87x, 127 0.97x; but 128 1.02x,
+    192 1.13x, 250 1.11x (the row loops' remainders are short or vector there), hence
+    ``LOG_SOFTMAX_TILE_CLASSES``.
     """
     n_rows, n_classes = logits.shape
-    tile_rows = max(1, min(TILE_ROWS, GRADIENT_TILE_ELEMENTS // n_classes))
+    tile_rows = tile_rows_for(n_classes)
     n_tiles = (n_rows + tile_rows - 1) // tile_rows
     for tile in prange(n_tiles):
         start = tile * tile_rows
         stop = min(start + tile_rows, n_rows)
         block = logits[start:stop]
-        scratch = out[start:stop]
+        tile_out = out[start:stop]
         tops = np.empty(stop - start, logits.dtype)
         log_totals = np.empty(stop - start)
-        tile_exp_log_sums(block, tops, scratch, log_totals)
+        tile_log_sums(block, tops, tile_out.reshape(-1), log_totals)
         for r in range(stop - start):
-            row_log_softmax_into(block[r], tops[r], log_totals[r], scratch[r])
-
-
-@kernel_part
-def _log_softmax_short_rows(logits, out):
-    """The log_softmax of rows of at most ``SHORT_ROW`` classes, a tile of rows at once.
-
-    The maxima and exp-sums run down the columns of a transposed copy of the tile, one
-    vector lane per row (``short_rows_exp_sums``, as the cross-entropy forward), and the
-    logs as one vector loop; row by row, each of them was a scalar loop. (The tile's set-up
-    repeats the forward's on purpose: a helper allocating and returning its arrays made
-    these kernels 1.08-1.23x slower.)
-    """
-    n_rows, n_classes = logits.shape
-    n_tiles = (n_rows + TILE_ROWS - 1) // TILE_ROWS
-    for tile in prange(n_tiles):
-        start = tile * TILE_ROWS
-        stop = min(start + TILE_ROWS, n_rows)
-        block = logits[start:stop]
-        tops = np.empty(stop - start, logits.dtype)
-        totals = np.empty(stop - start)
-        columns = np.empty((n_classes, stop - start), block.dtype)
-        short_rows_exp_sums(block, tops, totals, columns)
-        log_totals = np.empty(stop - start)
-        logs_into(totals, log_totals)
-        for r in range(stop - start):
-            row_log_softmax_into(block[r], tops[r], log_totals[r], out[start + r])
+            row_log_softmax_into(block[r], tops[r], log_totals[r], tile_out[r])
 
 
 @row_kernel
 def logsumexp_rows(logits, prefetch, out):
     """``out[i] = log(sum(exp(logits[i])))`` in float64."""
     n_rows, n_classes = logits.shape
-    if n_classes <= SHORT_ROW:
-        _logsumexp_short_rows(logits, out)
-        return
     if prefetch is None and n_classes < LOG_SOFTMAX_TILE_CLASSES:
         _logsumexp_tiles(logits, out)
         return
@@ -173,35 +140,17 @@ def logsumexp_rows(logits, prefetch, out):
 
 
 @kernel_part
-def _logsumexp_short_rows(logits, out):
-    """The logsumexp of rows of at most ``SHORT_ROW`` classes, as the log_softmax's tiles."""
-    n_rows, n_classes = logits.shape
-    n_tiles = (n_rows + TILE_ROWS - 1) // TILE_ROWS
-    for tile in prange(n_tiles):
-        start = tile * TILE_ROWS
-        stop = min(start + TILE_ROWS, n_rows)
-        tops = np.empty(stop - start, logits.dtype)
-        totals = np.empty(stop - start)
-        columns = np.empty((n_classes, stop - start), logits.dtype)
-        short_rows_exp_sums(logits[start:stop], tops, totals, columns)
-        log_totals = out[start:stop]
-        logs_into(totals, log_totals)
-        for r in range(stop - start):
-            log_totals[r] += np.float64(tops[r])
-
-
-@kernel_part
 def _logsumexp_tiles(logits, out):
-    """The logsumexp of rows as :func:`_log_softmax_tiles`, with ``exp`` into a scratch tile."""
+    """The logsumexp of rows as :func:`_log_softmax_tiles`, with a scratch tile of its own."""
     n_rows, n_classes = logits.shape
-    tile_rows = max(1, min(TILE_ROWS, GRADIENT_TILE_ELEMENTS // n_classes))
+    tile_rows = tile_rows_for(n_classes)
     n_tiles = (n_rows + tile_rows - 1) // tile_rows
     for tile in prange(n_tiles):
         start = tile * tile_rows
         stop = min(start + tile_rows, n_rows)
         tops = np.empty(stop - start, logits.dtype)
-        scratch = np.empty((stop - start, n_classes), logits.dtype)
+        scratch = np.empty((stop - start) * n_classes, logits.dtype)
         log_totals = out[start:stop]
-        tile_exp_log_sums(logits[start:stop], tops, scratch, log_totals)
+        tile_log_sums(logits[start:stop], tops, scratch, log_totals)
         for r in range(stop - start):
             log_totals[r] += np.float64(tops[r])

@@ -30,9 +30,7 @@ from numba import prange
 from fastxent._config import kernel_part, primitive, row_helper
 from fastxent._kernels.dispatch import row_kernel
 from fastxent._kernels.rows import (
-    GRADIENT_TILE_ELEMENTS,
     SHORT_ROW,
-    TILE_ROWS,
     logs_into,
     next_row,
     row_cast_into,
@@ -53,13 +51,14 @@ from fastxent._kernels.rows import (
     row_target_mass,
     row_weighted_gap,
     short_rows_exp,
-    short_rows_exp_sums,
     short_rows_gaps,
+    short_rows_log_sums,
     tile_exp_log_sums,
+    tile_rows_for,
 )
 from fastxent._simd import exp_clamped, inline_into_callers
 
-# The forward takes in-cache rows of SHORT_ROW < C < FORWARD_TILE_CLASSES by tiles.
+# The forward takes in-cache rows of fewer than FORWARD_TILE_CLASSES classes by tiles.
 FORWARD_TILE_CLASSES = 128
 
 
@@ -107,11 +106,6 @@ def xent_sparse_forward(
     weight_total = np.sum(weight)
     if row_weight is not None:
         row_cast_into(weight, row_weight)
-    if n_classes <= SHORT_ROW:
-        _sparse_forward_short_rows(
-            logits, target, weight, row_weight, weight_total, ignore_index, smoothing, losses
-        )
-        return 0, counted_weight, row_sum(losses.reshape(-1))
     if prefetch is None and n_classes < FORWARD_TILE_CLASSES:
         _sparse_forward_tiles(
             logits, target, weight, row_weight, weight_total, ignore_index, smoothing, losses
@@ -217,66 +211,40 @@ def xent_sparse_forward_backward(
 
 
 @kernel_part
-def _sparse_forward_short_rows(
-    logits, target, weight, row_weight, weight_total, ignore_index, smoothing, losses
-):
-    """The sparse forward for rows of at most ``SHORT_ROW`` classes, a tile of rows at once.
-
-    ``row_weight`` only says whether label smoothing is on (``None``: off).
-    """
-    n_rows, n_classes = logits.shape
-    spread = smoothing / n_classes
-    n_tiles = (n_rows + TILE_ROWS - 1) // TILE_ROWS
-    for tile in prange(n_tiles):
-        start = tile * TILE_ROWS
-        stop = min(start + TILE_ROWS, n_rows)
-        block = logits[start:stop]
-        tops = np.empty(stop - start, logits.dtype)
-        totals = np.empty(stop - start)
-        columns = np.empty((n_classes, stop - start), block.dtype)
-        short_rows_exp_sums(block, tops, totals, columns)
-        log_totals = np.empty(stop - start)
-        logs_into(totals, log_totals)
-        gaps = np.zeros(stop - start)
-        if row_weight is not None:
-            short_rows_gaps(columns, tops, weight, gaps)
-            checked_gaps(block, tops, weight, spread, gaps)
-        for r in range(stop - start):
-            label = target[start + r]
-            if label == ignore_index:
-                losses[start + r] = 0.0
-                continue
-            losses[start + r] = sparse_loss(
-                log_totals[r], tops[r], block[r, label], weight[label], weight_total, gaps[r],
-                smoothing, n_classes,
-            )  # fmt: skip
-
-
-@kernel_part
 def _sparse_forward_tiles(
     logits, target, weight, row_weight, weight_total, ignore_index, smoothing, losses
 ):
     """The sparse forward for in-cache rows of fewer than ``FORWARD_TILE_CLASSES`` classes.
 
-    As the gradient's tiles: the tile's ``exp(z - m)`` goes into a scratch tile in one flat
-    loop and is summed row by row; the row loops' scalar remainders are what it avoids.
+    A tile of rows at once: maxima and log-sums from :func:`tile_log_sums` (down the
+    columns of the transposed tile for rows of at most 32 classes, else after one flat
+    ``exp`` loop over the tile), where row loops would run scalar remainders.
+
+    ``row_weight`` only says whether label smoothing is on (``None``: off).
     """
     n_rows, n_classes = logits.shape
     spread = smoothing / n_classes
-    tile_rows = max(1, min(TILE_ROWS, GRADIENT_TILE_ELEMENTS // n_classes))
+    tile_rows = tile_rows_for(n_classes)
     n_tiles = (n_rows + tile_rows - 1) // tile_rows
     for tile in prange(n_tiles):
         start = tile * tile_rows
         stop = min(start + tile_rows, n_rows)
         block = logits[start:stop]
         tops = np.empty(stop - start, logits.dtype)
-        scratch = np.empty((stop - start, n_classes), logits.dtype)
         log_totals = np.empty(stop - start)
-        tile_exp_log_sums(block, tops, scratch, log_totals)
         gaps = np.zeros(stop - start)
+        if n_classes <= SHORT_ROW:
+            columns = np.empty((n_classes, stop - start), logits.dtype)
+            short_rows_log_sums(block, tops, columns, log_totals)
+            if row_weight is not None:
+                short_rows_gaps(columns, tops, weight, gaps)
+        else:
+            scratch = np.empty((stop - start, n_classes), logits.dtype)
+            tile_exp_log_sums(block, tops, scratch, log_totals)
+            if row_weight is not None:
+                for r in range(stop - start):
+                    gaps[r] = row_gap(block[r], tops[r], row_weight)
         if row_weight is not None:
-            for r in range(stop - start):
-                gaps[r] = row_gap(block[r], tops[r], row_weight)
             checked_gaps(block, tops, weight, spread, gaps)
         for r in range(stop - start):
             label = target[start + r]
@@ -313,7 +281,7 @@ def _sparse_forward_backward_tiles(
     """
     n_rows, n_classes = logits.shape
     spread = smoothing / n_classes
-    tile_rows = max(1, min(TILE_ROWS, GRADIENT_TILE_ELEMENTS // n_classes))
+    tile_rows = tile_rows_for(n_classes)
     n_tiles = (n_rows + tile_rows - 1) // tile_rows
     for tile in prange(n_tiles):
         start = tile * tile_rows
