@@ -131,13 +131,15 @@ def test_row_exp_sum_of_a_confident_row():
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("size", [1, 7, 16, 63, 64, 100, 1000, 1024, 4099])
+@pytest.mark.parametrize("size", [1, 7, 16, 63, 64, 65, 100, 127, 128, 129, 1000, 1024, 4099])
 def test_row_max_matches_numpy_and_propagates_nan(dtype, size):
-    # The vector body, its remainder and the tree reduction: the maximum and a nan
-    # anywhere must come out of each of them (np.max propagates nan, like the row's loss).
+    # The vector body, its remainder and the tree reduction (and for 65 to 128 elements
+    # the two overlapping windows): the maximum and a nan anywhere must come out of each
+    # of them (np.max propagates nan, like the row's loss).
     rng = np.random.default_rng(size)
     row = rng.standard_normal(size).astype(dtype)
-    for position in sorted({0, size // 2, size - 1}):
+    edges = {min(63, size - 1), min(64, size - 1), max(0, size - 64), max(0, size - 65)}
+    for position in sorted({0, size // 2, size - 1} | edges):
         peaked = row.copy()
         peaked[position] = 50.0
         assert row_max(peaked) == peaked.max() == 50.0

@@ -55,13 +55,31 @@ def row_max(row):
     a serial chain of scalar max operations (~2.3 ns each). A remainder of more than 16 is
     instead taken as one more vector pass over the row's last ``MAX_VECTOR`` elements: they
     overlap elements already seen, which a max does not mind (100 classes: 143 -> 80 ns).
+    Rows of up to ``2 * MAX_VECTOR`` elements read both passes side by side in one loop,
+    with one horizontal reduction instead of two (forward+grad of 256 x 100 0.89x the
+    time). (Windows of 32 or 16 for shorter rows ran 1.5-1.8x slower: LLVM left those
+    loops scalar.)
     """
     inline_into_callers()
     size = row.size
+    if size > MAX_VECTOR and size <= 2 * MAX_VECTOR:
+        return _max_of_windows(row, MAX_VECTOR)
     main = size - size % MAX_VECTOR
     if size < MAX_VECTOR or size - main <= 16:
         return _max_into(row, row[0])
     return _max_into(row[size - MAX_VECTOR :], _max_into(row[:main], row[0]))
+
+
+@row_helper
+def _max_of_windows(row, width):
+    """``max(row)`` for ``width <= row.size <= 2 * width``: its first and last ``width``."""
+    inline_into_callers()
+    use_512bit_vectors()
+    tail = row[row.size - width :]
+    largest = row[0]
+    for c in range(width):
+        largest = fmaximum(largest, fmaximum(row[c], tail[c]))
+    return largest
 
 
 @row_helper
