@@ -617,12 +617,17 @@ def test_two_classes_hand_worked(dtype, rtol, atol):
 @pytest.mark.parametrize("options", ["plain", "options"])
 @pytest.mark.parametrize(
     "shape",
-    [(40, 600), (300, 100), (3, 1024), (5000, 3), (20, 1025)],
-    ids=["600-classes", "100-classes", "1024-classes", "3-classes", "1025-classes"],
-)
+    [(40, 600), (300, 100), (3, 1024), (5000, 3), (20, 1025), (700, 1000)],
+    ids=[
+        "600-classes", "100-classes", "1024-classes", "3-classes", "1025-classes",
+        "1000-classes-from-memory",
+    ],
+)  # fmt: skip
 def test_gradient_by_tiles_matches_reference(dtype, rtol, atol, in_place, options, shape, rng):
     """Row counts that leave a partial last tile (16384 elements per tile for C > 64,
-    256 rows below), C = 1024 (the last to be taken whole) and 1025 (summed in blocks)."""
+    256 rows below), C = 1024 (the last to be taken whole) and 1025 (summed in blocks);
+    700 x 1000 is over the in-cache size (2 MiB), so its rows go one by one, each with
+    its ``exp`` computed once into the gradient."""
     n_rows, n_classes = shape
     logits = make_logits(rng, shape, dtype)
     target = make_labels(rng, (n_rows,), n_classes)

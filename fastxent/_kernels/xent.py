@@ -31,6 +31,7 @@ from fastxent._config import kernel_part, primitive, row_helper
 from fastxent._kernels.dispatch import row_kernel
 from fastxent._kernels.rows import (
     SHORT_ROW,
+    WHOLE_ROW,
     logs_into,
     next_row,
     row_cast_into,
@@ -174,6 +175,12 @@ def xent_sparse_forward_backward(
             smoothing, scale, denominator, losses, grad,
         )  # fmt: skip
         return 0, counted_weight, row_sum(losses.reshape(-1))
+    if n_classes <= WHOLE_ROW:
+        _sparse_forward_backward_rows_once(
+            logits, target, weight, row_weight, amounts, weight_total, ignore_index,
+            smoothing, scale, denominator, in_place, losses, grad,
+        )  # fmt: skip
+        return 0, counted_weight, row_sum(losses.reshape(-1))
     for i in prange(n_rows):
         label = target[i]
         out = grad[i]
@@ -208,6 +215,59 @@ def xent_sparse_forward_backward(
             total, target_exp, label_weight, weight_total, smoothing, spread, scale, denominator
         )
     return 0, counted_weight, row_sum(losses.reshape(-1))
+
+
+@kernel_part
+def _sparse_forward_backward_rows_once(
+    logits,
+    target,
+    weight,
+    row_weight,
+    amounts,
+    weight_total,
+    ignore_index,
+    smoothing,
+    scale,
+    denominator,
+    in_place,
+    losses,
+    grad,
+):
+    """The sparse forward + gradient for rows of at most ``WHOLE_ROW`` classes from memory.
+
+    Row by row, ``exp(z - m)`` is computed once, into the gradient's row, then summed and
+    scaled there while the row is in L1. (The long rows' kernel computes it twice, once
+    for the sum and once for the gradient: a row of 32000 classes does not stay in L1.)
+    """
+    n_rows, n_classes = logits.shape
+    spread = smoothing / n_classes
+    one = grad.dtype.type(1.0)
+    for i in prange(n_rows):
+        label = target[i]
+        out = grad[i]
+        if label == ignore_index:
+            losses[i] = 0.0
+            out[:] = 0.0
+            continue
+        row = logits[i]
+        top = row_max(row)
+        target_logit = row[label]
+        gap = 0.0
+        if row_weight is not None:  # before `out` (maybe the row itself) is written
+            gap = checked_gap(row_gap(row, top, row_weight), row, weight, top, spread)
+        if in_place:
+            row_exp_scaled_in_place(out, top, one)
+        else:
+            row_exp_scaled_into(row, top, one, out)
+        total = row_sum(out)
+        label_weight = weight[label]
+        losses[i] = sparse_loss(
+            math.log(total), top, target_logit, label_weight, weight_total, gap, smoothing,
+            n_classes,
+        )  # fmt: skip
+        exps_to_gradient(
+            out, total, label, label_weight, weight_total, amounts, smoothing, scale, denominator
+        )
 
 
 @kernel_part
@@ -319,15 +379,8 @@ def _sparse_forward_backward_tiles(
                 log_totals[r], tops[r], target_logits[r], label_weight, weight_total,
                 gaps[r], smoothing, n_classes,
             )  # fmt: skip
-            mass = (1.0 - smoothing) * label_weight + spread * weight_total
-            target_exp = np.float64(row_out[label])
-            factor = row_out.dtype.type(scale * (mass / denominator) / total)
-            if amounts is None:
-                row_scale(row_out, factor)
-            else:
-                row_scale_and_subtract(row_out, factor, amounts)
-            row_out[label] = target_gradient(
-                total, target_exp, label_weight, weight_total, smoothing, spread, scale,
+            exps_to_gradient(
+                row_out, total, label, label_weight, weight_total, amounts, smoothing, scale,
                 denominator,
             )  # fmt: skip
 
@@ -392,6 +445,30 @@ def xent_dense_forward_backward(
                 row_exp_scaled_into(row, top, factor, out)
         losses[i] = mass * math.log(total) + gap
         row_subtract_target(out, probabilities, weight, keep, spread, scale)
+
+
+@row_helper
+def exps_to_gradient(
+    out, total, label, label_weight, weight_total, amounts, smoothing, scale, denominator
+):
+    """Turn a row's ``out = exp(z - m)``, which sums to ``total``, into its gradient in place.
+
+    ``scale * (A exp(z - m) / S - a_c) / denominator``, with label smoothing's part of
+    ``a_c`` given by ``amounts`` (``None``: no smoothing) and the target's entry from
+    :func:`target_gradient`.
+    """
+    inline_into_callers()
+    spread = smoothing / out.size
+    target_exp = np.float64(out[label])
+    mass = (1.0 - smoothing) * label_weight + spread * weight_total
+    factor = out.dtype.type(scale * (mass / denominator) / total)
+    if amounts is None:
+        row_scale(out, factor)
+    else:
+        row_scale_and_subtract(out, factor, amounts)
+    out[label] = target_gradient(
+        total, target_exp, label_weight, weight_total, smoothing, spread, scale, denominator
+    )
 
 
 @row_helper
