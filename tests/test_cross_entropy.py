@@ -358,16 +358,18 @@ def test_weight_ignore_index_and_smoothing_together(
 
 @pytest.mark.parametrize(("dtype", "rtol", "atol"), NATIVE_TOLERANCES)
 @pytest.mark.parametrize("reduction", REDUCTIONS)
-def test_probability_target_weight_and_smoothing(dtype, rtol, atol, reduction, rng):
-    logits = make_logits(rng, (8, 5), dtype)
-    probabilities = make_probabilities(rng, (8, 5), dtype=dtype)
+@pytest.mark.parametrize("shape", [(8, 5), (700, 1000)], ids=["8x5", "700x1000-from-memory"])
+def test_probability_target_weight_and_smoothing(dtype, rtol, atol, reduction, shape, rng):
+    """700 x 1000 is over the in-cache size: rows one by one, ``exp`` once per element."""
+    logits = make_logits(rng, shape, dtype)
+    probabilities = make_probabilities(rng, shape, dtype=dtype)
     check(
         logits,
         probabilities,
         dtype,
         rtol,
         atol,
-        weight=rng.random(5) + 0.1,
+        weight=rng.random(shape[1]) + 0.1,
         label_smoothing=0.2,
         reduction=reduction,
         base=10,

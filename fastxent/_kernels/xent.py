@@ -428,7 +428,8 @@ def xent_dense_forward_backward(
         top = row_max(row)
         mass = row_target_mass(probabilities, weight, keep, spread)
         gap = row_target_gap(row, probabilities, weight, keep, spread, top)
-        if prefetch is None:  # in cache: exp once, into the gradient, then sum and scale it
+        # exp once, into the gradient, then sum and scale it while the row is in cache
+        if prefetch is None or n_classes <= WHOLE_ROW:
             one = out.dtype.type(1.0)
             if in_place:
                 row_exp_scaled_in_place(out, top, one)
