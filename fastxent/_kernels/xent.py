@@ -9,10 +9,11 @@ and ``A = sum_c a_c``. With ``m = max(z)`` and ``S = sum_c exp(z_c - m)``:
 Integer targets (``sparse``) have ``a_c = (1 - eps) w_y [c == y] + (eps / C) w_c``;
 probability targets (``dense``) have ``a_c = w_c ((1 - eps) q_c + eps / C)``. The forward
 kernels read each row from memory once (its max), then again from cache (its exp-sum), and
-allocate O(rows) memory only. The gradient kernels then write ``A exp(z - m) / S`` in one
-more sweep (for rows from memory, recomputing ``exp`` costs less than storing it and
-scaling it in place; rows in cache take the other way, a tile at a time), and subtract the
-``a_c``.
+allocate O(rows) memory only. The gradient kernels then write ``A exp(z - m) / S`` and
+subtract the ``a_c``: for rows of more than 1024 classes from memory in one more ``exp``
+sweep (recomputing ``exp`` costs less than storing it and scaling it in place once the row
+has left L1); for shorter rows, ``exp`` once into the gradient, then summed and scaled in
+place while the row or the tile is in cache.
 
 Arguments are already validated and normalised by the public wrappers: C-contiguous 2-D
 logits, int64 targets, float64 weights. The integer-target kernels start with an O(N) pass
@@ -335,9 +336,8 @@ def _sparse_forward_backward_tiles(
     """The sparse forward + gradient, a tile of rows at once; ``grad`` may be ``logits``.
 
     ``exp(z - m)`` is computed once per element, into ``grad``, then summed and scaled in
-    place while the tile is in cache. (The row-by-row kernel computes it twice, once for
-    the sum and once for the gradient, and writes each gradient row once: the better
-    choice when the rows come from and go to memory.)
+    place while the tile is in cache. (For rows from memory a tile of 1000-class rows
+    outgrows L1: :func:`_sparse_forward_backward_rows_once` takes them one at a time.)
     """
     n_rows, n_classes = logits.shape
     spread = smoothing / n_classes
