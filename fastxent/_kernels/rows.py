@@ -24,7 +24,7 @@ from fastxent._simd import (
     use_512bit_vectors,
 )
 
-# Tiles hold at most TILE_ROWS rows and GRADIENT_TILE_ELEMENTS elements (tile_rows_for).
+# Tiles hold at most TILE_ROWS rows and GRADIENT_TILE_ELEMENTS elements (row_tiles).
 # Rows of at most SHORT_ROW classes are summed down a transposed tile
 # (short_rows_log_sums); the integer-target gradient takes its tiles (short_rows_exp)
 # wherever rows are summed whole (rows_to_prefetch gives None).
@@ -124,10 +124,22 @@ def short_rows_exp(block, tops, out):
 
 
 @row_helper
-def tile_rows_for(n_classes):
-    """Rows per tile: ``TILE_ROWS``, fewer if that makes more than ``GRADIENT_TILE_ELEMENTS``."""
+def row_tiles(n_rows, n_classes):
+    """``(tile_rows, n_tiles)``: rows per tile, and how many tiles cover ``n_rows``.
+
+    ``TILE_ROWS`` rows, fewer if that makes more than ``GRADIENT_TILE_ELEMENTS`` elements.
+    """
     inline_into_callers()
-    return max(1, min(TILE_ROWS, GRADIENT_TILE_ELEMENTS // n_classes))
+    tile_rows = max(1, min(TILE_ROWS, GRADIENT_TILE_ELEMENTS // n_classes))
+    return tile_rows, (n_rows + tile_rows - 1) // tile_rows
+
+
+@row_helper
+def tile_span(tile, tile_rows, n_rows):
+    """``(start, stop)``: the rows of tile number ``tile`` (the last one may be partial)."""
+    inline_into_callers()
+    start = tile * tile_rows
+    return start, min(start + tile_rows, n_rows)
 
 
 @row_helper

@@ -29,9 +29,10 @@ from fastxent._kernels.rows import (
     row_max,
     row_scale,
     row_sum,
+    row_tiles,
     short_rows_exp,
     tile_log_sums,
-    tile_rows_for,
+    tile_span,
 )
 
 # log_softmax and logsumexp take in-cache rows of fewer classes than this by tiles.
@@ -64,11 +65,9 @@ def _softmax_tiles(logits, out):
     longer rows stay row by row.
     """
     n_rows, n_classes = logits.shape
-    tile_rows = tile_rows_for(n_classes)
-    n_tiles = (n_rows + tile_rows - 1) // tile_rows
+    tile_rows, n_tiles = row_tiles(n_rows, n_classes)
     for tile in prange(n_tiles):
-        start = tile * tile_rows
-        stop = min(start + tile_rows, n_rows)
+        start, stop = tile_span(tile, tile_rows, n_rows)
         block = logits[start:stop]
         probabilities = out[start:stop]
         tops = np.empty(stop - start, logits.dtype)
@@ -109,11 +108,9 @@ def _log_softmax_tiles(logits, out):
     ``LOG_SOFTMAX_TILE_CLASSES``.
     """
     n_rows, n_classes = logits.shape
-    tile_rows = tile_rows_for(n_classes)
-    n_tiles = (n_rows + tile_rows - 1) // tile_rows
+    tile_rows, n_tiles = row_tiles(n_rows, n_classes)
     for tile in prange(n_tiles):
-        start = tile * tile_rows
-        stop = min(start + tile_rows, n_rows)
+        start, stop = tile_span(tile, tile_rows, n_rows)
         block = logits[start:stop]
         tile_out = out[start:stop]
         tops = np.empty(stop - start, logits.dtype)
@@ -140,11 +137,9 @@ def logsumexp_rows(logits, prefetch, out):
 def _logsumexp_tiles(logits, out):
     """The logsumexp of rows as :func:`_log_softmax_tiles`, with a scratch tile of its own."""
     n_rows, n_classes = logits.shape
-    tile_rows = tile_rows_for(n_classes)
-    n_tiles = (n_rows + tile_rows - 1) // tile_rows
+    tile_rows, n_tiles = row_tiles(n_rows, n_classes)
     for tile in prange(n_tiles):
-        start = tile * tile_rows
-        stop = min(start + tile_rows, n_rows)
+        start, stop = tile_span(tile, tile_rows, n_rows)
         tops = np.empty(stop - start, logits.dtype)
         scratch = np.empty((stop - start) * n_classes, logits.dtype)
         log_totals = out[start:stop]

@@ -51,12 +51,13 @@ from fastxent._kernels.rows import (
     row_sum,
     row_target_gap,
     row_target_mass,
+    row_tiles,
     row_weighted_gap,
     short_rows_exp,
     short_rows_gaps,
     short_rows_log_sums,
     tile_exp_log_sums,
-    tile_rows_for,
+    tile_span,
 )
 from fastxent._simd import exp_clamped, inline_into_callers
 
@@ -285,11 +286,9 @@ def _sparse_forward_tiles(
     """
     n_rows, n_classes = logits.shape
     spread = smoothing / n_classes
-    tile_rows = tile_rows_for(n_classes)
-    n_tiles = (n_rows + tile_rows - 1) // tile_rows
+    tile_rows, n_tiles = row_tiles(n_rows, n_classes)
     for tile in prange(n_tiles):
-        start = tile * tile_rows
-        stop = min(start + tile_rows, n_rows)
+        start, stop = tile_span(tile, tile_rows, n_rows)
         block = logits[start:stop]
         tops = np.empty(stop - start, logits.dtype)
         log_totals = np.empty(stop - start)
@@ -341,11 +340,9 @@ def _sparse_forward_backward_tiles(
     """
     n_rows, n_classes = logits.shape
     spread = smoothing / n_classes
-    tile_rows = tile_rows_for(n_classes)
-    n_tiles = (n_rows + tile_rows - 1) // tile_rows
+    tile_rows, n_tiles = row_tiles(n_rows, n_classes)
     for tile in prange(n_tiles):
-        start = tile * tile_rows
-        stop = min(start + tile_rows, n_rows)
+        start, stop = tile_span(tile, tile_rows, n_rows)
         block = logits[start:stop]
         out = grad[start:stop]
         # Everything read from the logits is read before `out` (maybe the logits) is written.
