@@ -681,6 +681,46 @@ def test_forward_by_tiles_matches_reference(dtype, rtol, atol, options, shape, r
     np.testing.assert_array_equal(logits, before)
 
 
+@pytest.mark.parametrize(("dtype", "rtol", "atol"), NATIVE_TOLERANCES)
+@pytest.mark.parametrize("options", ["plain", "options"])
+@pytest.mark.parametrize(
+    "shape",
+    [(700, 1000), (100, 2500), (40, 4100), (17, 3000)],
+    ids=["1000-classes-from-memory", "2500-classes", "4100-classes", "chains-of-one-row"],
+)
+def test_forward_by_chains_matches_reference(dtype, rtol, atol, options, shape, rng):
+    """Rows from memory go in chains, each row's exp-sum taking the next row's max
+    (chains of 43, 6 with a partial last one, 2, and 1 row). Ignored rows (the first of
+    chain 0 among them) skip their sum but not the next max; special rows sit where the
+    next row's max is taken in the vector loop and in its remainder: the max at a row's
+    last class, ``nan`` and ``+inf`` there and mid-row, a row of ``-inf`` but the target."""
+    n_rows, n_classes = shape
+    logits = make_logits(rng, shape, dtype)
+    target = make_labels(rng, (n_rows,), n_classes)
+    # Maxima far above the rest: exp of a row shifted by a smaller one overflows.
+    logits[1, 5] = 100.0  # after an ignored row
+    logits[2, n_classes - 1] = 100.0  # in the remainder
+    logits[3, n_classes - 1] = np.nan
+    logits[4, n_classes // 3] = np.nan
+    logits[5, n_classes - 2] = np.inf
+    logits[6] = -np.inf
+    logits[6, target[6]] = 0.0
+    logits[8, 10] = np.inf
+    logits[n_rows - 1, 0] = 100.0
+    target[::7] = -100
+    kwargs = {}
+    if options == "options":
+        weight = rng.uniform(0.5, 2.0, n_classes)
+        weight[::3] = 0.0
+        kwargs = {"weight": weight, "label_smoothing": 0.2}
+    before = logits.copy()
+    losses = fastxent.cross_entropy(logits, target, reduction="none", **kwargs)
+    expected = reference.cross_entropy(logits, target, reduction="none", **kwargs)
+    assert np.isnan(losses[3]) and np.isnan(losses[4])
+    check_loss(losses, expected, dtype, rtol, atol, "none", (n_rows,))
+    np.testing.assert_array_equal(logits, before)
+
+
 @pytest.mark.parametrize("in_place", [False, True], ids=["fresh", "in-place"])
 @pytest.mark.parametrize("shape", [(6, 10), (6, 300), (3, 1025)], ids=["10", "300", "1025"])
 @pytest.mark.parametrize("scale", [1e20, 1e39, 1e300], ids=["1e20", "1e39", "1e300"])

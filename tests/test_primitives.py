@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from numba import njit
 
-from fastxent._kernels.rows import row_exp_sum, row_max
+from fastxent._kernels.rows import row_exp_sum, row_exp_sum_gap_and_max, row_max
 from fastxent._simd import exp_clamped, exp_nonpositive, log_positive, split_for_sum
 
 FLOAT32_TINY = float(np.finfo(np.float32).tiny)
@@ -128,6 +128,33 @@ def test_row_exp_sum_of_a_confident_row():
     for upcoming in (row, None):
         total = row_exp_sum(row, np.float32(0.0), upcoming)
         assert abs((total - 1.0) - rest) <= 1e-6 * rest
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("size", [1, 63, 64, 65, 1000, 1024, 1025, 5000, 40000])
+def test_row_exp_sum_gap_and_max(dtype, size):
+    # The exp-sum as accurate as row_exp_sum's, the gap as row_gap's, and the max of the
+    # following row, taken in the blocks' loop and in the remainder's: the max and a nan
+    # anywhere must come out of each.
+    rng = np.random.default_rng(size)
+    row = (5.0 * rng.standard_normal(size)).astype(dtype)
+    weight = rng.uniform(0.0, 2.0, size).astype(dtype)
+    following = rng.standard_normal(size).astype(dtype)
+    top = row_max(row)
+    exact = math.fsum(_terms(row, top))
+    exact_gap = math.fsum(weight.astype(np.float64) * (np.float64(top) - row))
+    for position in sorted({0, size // 2, max(0, size - 40), size - 1}):
+        peaked = following.copy()
+        peaked[position] = 50.0
+        total, gap, largest = row_exp_sum_gap_and_max(row, top, weight, peaked)
+        assert abs(total - exact) <= 1e-14 * exact
+        assert gap == pytest.approx(exact_gap, rel=1e-5 if dtype == np.float32 else 1e-12)
+        assert largest == 50.0
+        spoiled = following.copy()
+        spoiled[position] = np.nan
+        assert math.isnan(row_exp_sum_gap_and_max(row, top, None, spoiled)[2])
+    total, gap, largest = row_exp_sum_gap_and_max(row, top, None, np.full(size, -np.inf, dtype))
+    assert abs(total - exact) <= 1e-14 * exact and gap == 0.0 and largest == -np.inf
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -33,15 +33,18 @@ from fastxent._kernels.dispatch import row_kernel
 from fastxent._kernels.rows import (
     SHORT_ROW,
     WHOLE_ROW,
+    following_row,
     logs_into,
     next_row,
     row_cast_into,
+    row_chains,
     row_exp_scaled_in_place,
     row_exp_scaled_into,
     row_exp_scaled_minus_in_place,
     row_exp_scaled_minus_into,
     row_exp_sum,
     row_exp_sum_and_gap,
+    row_exp_sum_gap_and_max,
     row_gap,
     row_kl_divergence,
     row_max,
@@ -114,19 +117,26 @@ def xent_sparse_forward(
             logits, target, weight, row_weight, weight_total, ignore_index, smoothing, losses
         )
         return 0, counted_weight, row_sum(losses.reshape(-1))
-    for i in prange(n_rows):
-        label = target[i]
-        if label == ignore_index:
-            losses[i] = 0.0
-            continue
-        row = logits[i]
-        top = row_max(row)
-        upcoming = next_row(prefetch, i)
-        total, gap = exp_sum_and_gap(row, top, weight, row_weight, smoothing, upcoming)
-        log_total = math.log(total)
-        losses[i] = sparse_loss(
-            log_total, top, row[label], weight[label], weight_total, gap, smoothing, n_classes
-        )
+    chain_rows, n_chains = row_chains(n_rows, prefetch)
+    for chain in prange(n_chains):
+        start, stop = tile_span(chain, chain_rows, n_rows)
+        top = row_max(logits[start])
+        for i in range(start, stop):
+            row = logits[i]
+            following = following_row(prefetch, i, stop)
+            label = target[i]
+            if label == ignore_index:
+                losses[i] = 0.0
+                top = row_max_or(following, top)
+                continue
+            total, gap, next_top = exp_sum_gap_and_max(
+                row, top, weight, row_weight, smoothing, following
+            )
+            log_total = math.log(total)
+            losses[i] = sparse_loss(
+                log_total, top, row[label], weight[label], weight_total, gap, smoothing, n_classes
+            )
+            top = next_top
     return 0, counted_weight, row_sum(losses.reshape(-1))
 
 
@@ -485,6 +495,34 @@ def exp_sum_and_gap(row, top, weight, row_weight, smoothing, upcoming):
     spread = smoothing / row.size
     total, gap = row_exp_sum_and_gap(row, top, row_weight, upcoming)
     return total, checked_gap(gap, row, weight, top, spread)
+
+
+@row_helper
+def exp_sum_gap_and_max(row, top, weight, row_weight, smoothing, following):
+    """:func:`exp_sum_and_gap`, and the max of ``following`` taken in the same sweep.
+
+    ``following``: the next row of the chain (:func:`row_chains`); ``None`` sums the row
+    whole and gives ``top`` back for the max.
+    """
+    inline_into_callers()
+    if following is None:
+        total, gap = exp_sum_and_gap(row, top, weight, row_weight, smoothing, None)
+        return total, gap, top
+    if row_weight is None:
+        total, _, following_top = row_exp_sum_gap_and_max(row, top, None, following)
+        return total, 0.0, following_top
+    spread = smoothing / row.size
+    total, gap, following_top = row_exp_sum_gap_and_max(row, top, row_weight, following)
+    return total, checked_gap(gap, row, weight, top, spread), following_top
+
+
+@row_helper
+def row_max_or(row, default):
+    """``row_max(row)``, or ``default`` when ``row`` is ``None``."""
+    inline_into_callers()
+    if row is None:
+        return default
+    return row_max(row)
 
 
 @row_helper
