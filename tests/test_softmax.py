@@ -74,6 +74,28 @@ def test_short_rows_by_tiles(function, ref, dtype, rtol, atol, shape, rng):
 
 
 @pytest.mark.parametrize(("function", "ref"), FUNCTIONS)
+@pytest.mark.parametrize(("dtype", "rtol", "atol"), NATIVE_TOLERANCES)
+@pytest.mark.parametrize(
+    "shape",
+    [(700, 1000), (100, 2500), (17, 3000)],
+    ids=["1000-classes-from-memory", "2500-classes", "chains-of-one-row"],
+)
+def test_rows_from_memory_by_chains(function, ref, dtype, rtol, atol, shape, rng):
+    """Rows from memory go in chains, each row's exp-sum taking the next row's max: maxima
+    far above the rest (a wrong shift overflows ``exp``) mid-row and in the remainder of
+    the vector loop, ``nan`` there and mid-row, and a chain's last row."""
+    n_rows, n_classes = shape
+    x = make_logits(rng, shape, dtype)
+    x[1, 5] = 100.0
+    x[2, n_classes - 1] = 100.0
+    x[3, n_classes - 1] = np.nan
+    x[4, n_classes // 3] = np.nan
+    x[n_rows - 1, 0] = 100.0
+    actual = check(function, ref, x, -1, dtype, rtol, atol)
+    assert np.all(np.isnan(actual[3])) and np.all(np.isnan(actual[4]))
+
+
+@pytest.mark.parametrize(("function", "ref"), FUNCTIONS)
 @pytest.mark.parametrize(("dtype", "rtol", "atol"), ALL_TOLERANCES)
 @pytest.mark.parametrize("n_classes", [1, 2, 13, 1009])
 def test_one_dimensional_input(function, ref, dtype, rtol, atol, n_classes, rng):

@@ -484,6 +484,29 @@ def row_exp_sum_gap_and_max(row, shift, weight, following):
 
 
 @row_helper
+def row_exp_sum_and_max(row, shift, following):
+    """``(S, max(following))`` of :func:`row_exp_sum_gap_and_max`, without the gap.
+
+    ``following=None`` (:func:`following_row`: one row per chain) sums the row whole, as
+    ``row_exp_sum(row, shift, None)``, and gives ``shift`` back for the max.
+    """
+    inline_into_callers()
+    if following is None:
+        return row_exp_sum(row, shift, None), shift
+    total, _, top = row_exp_sum_gap_and_max(row, shift, None, following)
+    return total, top
+
+
+@row_helper
+def row_max_or(row, default):
+    """``row_max(row)``, or ``default`` when ``row`` is ``None``."""
+    inline_into_callers()
+    if row is None:
+        return default
+    return row_max(row)
+
+
+@row_helper
 def _exp_sum_and_max_into(block, shift, following, high, low, top):
     """:func:`_exp_sum_into` of ``block``, and ``max(top, max(following))``, in one loop."""
     inline_into_callers()

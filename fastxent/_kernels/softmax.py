@@ -22,9 +22,10 @@ from fastxent._config import kernel_part
 from fastxent._kernels.dispatch import row_kernel
 from fastxent._kernels.rows import (
     EXP_BLOCK,
-    next_row,
+    following_row,
+    row_chains,
     row_exp_scaled_into,
-    row_exp_sum,
+    row_exp_sum_and_max,
     row_log_softmax_into,
     row_max,
     row_scale,
@@ -86,12 +87,15 @@ def log_softmax_rows(logits, prefetch, out):
     if prefetch is None and n_classes < LOG_SOFTMAX_TILE_CLASSES:
         _log_softmax_tiles(logits, out)
         return
-    for i in prange(n_rows):
-        row = logits[i]
-        top = row_max(row)
-        upcoming = next_row(prefetch, i)
-        total = row_exp_sum(row, top, upcoming)
-        row_log_softmax_into(row, top, math.log(total), out[i])
+    chain_rows, n_chains = row_chains(n_rows, prefetch)
+    for chain in prange(n_chains):
+        start, stop = tile_span(chain, chain_rows, n_rows)
+        top = row_max(logits[start])
+        for i in range(start, stop):
+            row = logits[i]
+            total, following_top = row_exp_sum_and_max(row, top, following_row(prefetch, i, stop))
+            row_log_softmax_into(row, top, math.log(total), out[i])
+            top = following_top
 
 
 @kernel_part
@@ -127,10 +131,16 @@ def logsumexp_rows(logits, prefetch, out):
     if prefetch is None and n_classes < LOG_SOFTMAX_TILE_CLASSES:
         _logsumexp_tiles(logits, out)
         return
-    for i in prange(n_rows):
-        top = row_max(logits[i])
-        upcoming = next_row(prefetch, i)
-        out[i] = np.float64(top) + math.log(row_exp_sum(logits[i], top, upcoming))
+    chain_rows, n_chains = row_chains(n_rows, prefetch)
+    for chain in prange(n_chains):
+        start, stop = tile_span(chain, chain_rows, n_rows)
+        top = row_max(logits[start])
+        for i in range(start, stop):
+            total, following_top = row_exp_sum_and_max(
+                logits[i], top, following_row(prefetch, i, stop)
+            )
+            out[i] = np.float64(top) + math.log(total)
+            top = following_top
 
 
 @kernel_part

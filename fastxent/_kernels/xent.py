@@ -44,10 +44,12 @@ from fastxent._kernels.rows import (
     row_exp_scaled_minus_into,
     row_exp_sum,
     row_exp_sum_and_gap,
+    row_exp_sum_and_max,
     row_exp_sum_gap_and_max,
     row_gap,
     row_kl_divergence,
     row_max,
+    row_max_or,
     row_scale,
     row_scale_and_subtract,
     row_subtract_target,
@@ -193,39 +195,48 @@ def xent_sparse_forward_backward(
             smoothing, scale, denominator, in_place, losses, grad,
         )  # fmt: skip
         return 0, counted_weight, row_sum(losses.reshape(-1))
-    for i in prange(n_rows):
-        label = target[i]
-        out = grad[i]
-        if label == ignore_index:
-            losses[i] = 0.0
-            out[:] = 0.0
-            continue
-        row = logits[i]
-        top = row_max(row)
-        target_logit = row[label]
-        upcoming = next_row(prefetch, i)
-        total, gap = exp_sum_and_gap(row, top, weight, row_weight, smoothing, upcoming)
-        # The term of S that belongs to the target, as row_exp_sum computed it.
-        target_exp = np.float64(exp_clamped(target_logit - top))
-        log_total = math.log(total)
-        label_weight = weight[label]
-        losses[i] = sparse_loss(
-            log_total, top, target_logit, label_weight, weight_total, gap, smoothing, n_classes
-        )
-        mass = (1.0 - smoothing) * label_weight + spread * weight_total
-        factor = out.dtype.type(scale * (mass / denominator) / total)
-        if amounts is None:
-            if in_place:
-                row_exp_scaled_in_place(out, top, factor)
+    chain_rows, n_chains = row_chains(n_rows, prefetch)
+    for chain in prange(n_chains):
+        start, stop = tile_span(chain, chain_rows, n_rows)
+        top = row_max(logits[start])
+        for i in range(start, stop):
+            label = target[i]
+            row = logits[i]
+            out = grad[i]
+            following = following_row(prefetch, i, stop)
+            if label == ignore_index:
+                top = row_max_or(following, top)  # before `out` (`row` in place) is cleared
+                losses[i] = 0.0
+                out[:] = 0.0
+                continue
+            target_logit = row[label]
+            total, gap, following_top = exp_sum_gap_and_max(
+                row, top, weight, row_weight, smoothing, following
+            )
+            # The term of S that belongs to the target, as row_exp_sum computed it.
+            target_exp = np.float64(exp_clamped(target_logit - top))
+            log_total = math.log(total)
+            label_weight = weight[label]
+            losses[i] = sparse_loss(
+                log_total, top, target_logit, label_weight, weight_total, gap, smoothing,
+                n_classes,
+            )  # fmt: skip
+            mass = (1.0 - smoothing) * label_weight + spread * weight_total
+            factor = out.dtype.type(scale * (mass / denominator) / total)
+            if amounts is None:
+                if in_place:
+                    row_exp_scaled_in_place(out, top, factor)
+                else:
+                    row_exp_scaled_into(row, top, factor, out)
+            elif in_place:
+                row_exp_scaled_minus_in_place(out, top, factor, amounts)
             else:
-                row_exp_scaled_into(row, top, factor, out)
-        elif in_place:
-            row_exp_scaled_minus_in_place(out, top, factor, amounts)
-        else:
-            row_exp_scaled_minus_into(row, top, factor, amounts, out)
-        out[label] = target_gradient(
-            total, target_exp, label_weight, weight_total, smoothing, spread, scale, denominator
-        )
+                row_exp_scaled_minus_into(row, top, factor, amounts, out)
+            out[label] = target_gradient(
+                total, target_exp, label_weight, weight_total, smoothing, spread, scale,
+                denominator,
+            )  # fmt: skip
+            top = following_top
     return 0, counted_weight, row_sum(losses.reshape(-1))
 
 
@@ -403,18 +414,22 @@ def xent_dense_forward(logits, prefetch, target, weight, smoothing, with_target_
     n_rows, n_classes = logits.shape
     keep = 1.0 - smoothing
     spread = smoothing / n_classes
-    for i in prange(n_rows):
-        row = logits[i]
-        probabilities = target[i]
-        top = row_max(row)
-        upcoming = next_row(prefetch, i)
-        log_total = math.log(row_exp_sum(row, top, upcoming))
-        if with_target_entropy:
-            losses[i] = row_kl_divergence(row, probabilities, top, log_total)
-        else:
-            mass = row_target_mass(probabilities, weight, keep, spread)
-            gap = row_target_gap(row, probabilities, weight, keep, spread, top)
-            losses[i] = mass * log_total + gap
+    chain_rows, n_chains = row_chains(n_rows, prefetch)
+    for chain in prange(n_chains):
+        start, stop = tile_span(chain, chain_rows, n_rows)
+        top = row_max(logits[start])
+        for i in range(start, stop):
+            row = logits[i]
+            probabilities = target[i]
+            total, following_top = row_exp_sum_and_max(row, top, following_row(prefetch, i, stop))
+            log_total = math.log(total)
+            if with_target_entropy:
+                losses[i] = row_kl_divergence(row, probabilities, top, log_total)
+            else:
+                mass = row_target_mass(probabilities, weight, keep, spread)
+                gap = row_target_gap(row, probabilities, weight, keep, spread, top)
+                losses[i] = mass * log_total + gap
+            top = following_top
 
 
 @row_kernel
@@ -514,15 +529,6 @@ def exp_sum_gap_and_max(row, top, weight, row_weight, smoothing, following):
     spread = smoothing / row.size
     total, gap, following_top = row_exp_sum_gap_and_max(row, top, row_weight, following)
     return total, checked_gap(gap, row, weight, top, spread), following_top
-
-
-@row_helper
-def row_max_or(row, default):
-    """``row_max(row)``, or ``default`` when ``row`` is ``None``."""
-    inline_into_callers()
-    if row is None:
-        return default
-    return row_max(row)
 
 
 @row_helper
