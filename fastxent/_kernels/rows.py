@@ -369,6 +369,10 @@ def _prefetch_block(upcoming, start):
 def rows_to_prefetch(rows: np.ndarray) -> np.ndarray | None:
     """The row kernels' ``prefetch`` argument: ``rows``, or ``None`` to sum each row whole.
 
+    ``rows`` marks rows from memory: the kernels take them in chains (:func:`row_chains`),
+    and the gradient against probability targets prefetches the next row (``upcoming``
+    of :func:`row_exp_sum_and_gap`).
+
     ``None`` for rows shorter than a block (``EXP_BLOCK``: one block, nothing to prefetch
     either way), and for rows of up to ``WHOLE_ROW`` classes small enough in all to stay
     in cache (``CACHE_RESIDENT_BYTES``): there the blocks' reductions and prefetches are
@@ -449,9 +453,10 @@ def row_exp_sum_gap_and_max(row, shift, weight, following):
     with the next row prefetched, then its max taken in a pass of its own: here that max
     runs in the exp-sum's vector loop, where it costs 3 of ~23 instructions per 16 float32,
     and its loads bring the next row in from memory while the exponentials compute. The
-    next exp-sum then finds it in cache. Forward 1024 x 128256 and 4096 x 32000: ~0.8x
-    the time; 8192 x 1000: ~0.85x (see :func:`row_chains`). The blocks hold
-    ``CHAIN_BLOCK`` elements; their sums are added as in :func:`row_exp_sum_and_gap`.
+    next exp-sum then finds it in cache. Forward 1024 x 128256: 0.84x the time,
+    4096 x 32000: 0.89x, 8192 x 1000: 0.94-0.97x (in-process A/B; see :func:`row_chains`).
+    The blocks hold ``CHAIN_BLOCK`` elements; their sums are added as in
+    :func:`row_exp_sum_and_gap`.
     """
     inline_into_callers()
     size = row.size
@@ -527,8 +532,9 @@ def row_chains(n_rows, rows):
     up to ``CHAIN_ROWS`` consecutive rows (at least 16 chains, for the threads to share):
     each row's exp-sum takes the next row's max (:func:`row_exp_sum_gap_and_max`), and
     only a chain's first row has a max pass of its own. Rows summed whole (``rows`` is
-    ``None``) go one per chain. Chains of 64 rows ran 0.93-0.95x the time of chains of 16
-    at 1024 x 128256, 4096 x 32000 and 8192 x 1000.
+    ``None``) go one per chain. Chains of 64 rows ran 0.91-0.98x the time of chains of 16
+    at 1024 x 128256, 4096 x 32000 and 8192 x 1000; chains of rows in cache lost
+    (forward 64 x 1000 1.18x, 128 x 512 1.36x the time), so those keep a max pass each.
     """
     inline_into_callers()
     if rows is None:
