@@ -544,6 +544,14 @@ def row_chains(n_rows, rows):
 
 
 @row_helper
+def chain_span(rows, chain, chain_rows):
+    """``(start, stop, top)``: the rows of chain number ``chain`` and its first row's max."""
+    inline_into_callers()
+    start, stop = tile_span(chain, chain_rows, rows.shape[0])
+    return start, stop, row_max(rows[start])
+
+
+@row_helper
 def following_row(rows, i, stop):
     """The row after row ``i`` in its chain ending at ``stop`` (the chain's last: itself).
 

@@ -23,6 +23,7 @@ from fastxent._config import kernel_part
 from fastxent._kernels.dispatch import row_kernel
 from fastxent._kernels.rows import (
     EXP_BLOCK,
+    chain_span,
     following_row,
     row_chains,
     row_exp_scaled_into,
@@ -90,8 +91,7 @@ def log_softmax_rows(logits, prefetch, out):
         return
     chain_rows, n_chains = row_chains(n_rows, prefetch)
     for chain in prange(n_chains):
-        start, stop = tile_span(chain, chain_rows, n_rows)
-        top = row_max(logits[start])
+        start, stop, top = chain_span(logits, chain, chain_rows)
         for i in range(start, stop):
             row = logits[i]
             total, following_top = row_exp_sum_and_max(row, top, following_row(prefetch, i, stop))
@@ -134,8 +134,7 @@ def logsumexp_rows(logits, prefetch, out):
         return
     chain_rows, n_chains = row_chains(n_rows, prefetch)
     for chain in prange(n_chains):
-        start, stop = tile_span(chain, chain_rows, n_rows)
-        top = row_max(logits[start])
+        start, stop, top = chain_span(logits, chain, chain_rows)
         for i in range(start, stop):
             total, following_top = row_exp_sum_and_max(
                 logits[i], top, following_row(prefetch, i, stop)

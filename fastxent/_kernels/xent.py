@@ -33,6 +33,7 @@ from fastxent._kernels.dispatch import row_kernel
 from fastxent._kernels.rows import (
     SHORT_ROW,
     WHOLE_ROW,
+    chain_span,
     following_row,
     logs_into,
     next_row,
@@ -121,8 +122,7 @@ def xent_sparse_forward(
         return 0, counted_weight, row_sum(losses.reshape(-1))
     chain_rows, n_chains = row_chains(n_rows, prefetch)
     for chain in prange(n_chains):
-        start, stop = tile_span(chain, chain_rows, n_rows)
-        top = row_max(logits[start])
+        start, stop, top = chain_span(logits, chain, chain_rows)
         for i in range(start, stop):
             row = logits[i]
             following = following_row(prefetch, i, stop)
@@ -197,8 +197,7 @@ def xent_sparse_forward_backward(
         return 0, counted_weight, row_sum(losses.reshape(-1))
     chain_rows, n_chains = row_chains(n_rows, prefetch)
     for chain in prange(n_chains):
-        start, stop = tile_span(chain, chain_rows, n_rows)
-        top = row_max(logits[start])
+        start, stop, top = chain_span(logits, chain, chain_rows)
         for i in range(start, stop):
             label = target[i]
             row = logits[i]
@@ -416,8 +415,7 @@ def xent_dense_forward(logits, prefetch, target, weight, smoothing, with_target_
     spread = smoothing / n_classes
     chain_rows, n_chains = row_chains(n_rows, prefetch)
     for chain in prange(n_chains):
-        start, stop = tile_span(chain, chain_rows, n_rows)
-        top = row_max(logits[start])
+        start, stop, top = chain_span(logits, chain, chain_rows)
         for i in range(start, stop):
             row = logits[i]
             probabilities = target[i]
