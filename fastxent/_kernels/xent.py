@@ -131,14 +131,14 @@ def xent_sparse_forward(
                 losses[i] = 0.0
                 top = row_max_or(following, top)
                 continue
-            total, gap, next_top = exp_sum_gap_and_max(
+            total, gap, following_top = exp_sum_gap_and_max(
                 row, top, weight, row_weight, smoothing, following
             )
             log_total = math.log(total)
             losses[i] = sparse_loss(
                 log_total, top, row[label], weight[label], weight_total, gap, smoothing, n_classes
             )
-            top = next_top
+            top = following_top
     return 0, counted_weight, row_sum(losses.reshape(-1))
 
 
