@@ -614,6 +614,21 @@ def test_two_classes_hand_worked(dtype, rtol, atol):
     np.testing.assert_array_equal(grad, [[0.0], [0.0]])
 
 
+def _check_gradient(logits, target, dtype, rtol, atol, in_place, options, rng):
+    """The loss and gradient against the reference, fresh or in place, with or without
+    class weights and label smoothing (``options``)."""
+    n_rows, n_classes = logits.shape
+    kwargs = {}
+    if options == "options":
+        kwargs = {"weight": rng.uniform(0.0, 2.0, n_classes), "label_smoothing": 0.2}
+    ref_loss, ref_grad = reference.cross_entropy_with_grad(logits, target, **kwargs)
+    out = logits if in_place else None
+    loss, grad = fastxent.cross_entropy_with_grad(logits, target, out=out, **kwargs)
+    assert (grad is logits) == in_place
+    assert_result(grad, ref_grad, dtype, rtol, atol)
+    check_loss(loss, ref_loss, dtype, rtol, atol, "mean", (n_rows,))
+
+
 @pytest.mark.parametrize(("dtype", "rtol", "atol"), NATIVE_TOLERANCES)
 @pytest.mark.parametrize("in_place", [False, True], ids=["fresh", "in-place"])
 @pytest.mark.parametrize("options", ["plain", "options"])
@@ -634,15 +649,7 @@ def test_gradient_by_tiles_matches_reference(dtype, rtol, atol, in_place, option
     logits = make_logits(rng, shape, dtype)
     target = make_labels(rng, (n_rows,), n_classes)
     target[::7] = -100
-    kwargs = {}
-    if options == "options":
-        kwargs = {"weight": rng.uniform(0.0, 2.0, n_classes), "label_smoothing": 0.2}
-    ref_loss, ref_grad = reference.cross_entropy_with_grad(logits, target, **kwargs)
-    out = logits if in_place else None
-    loss, grad = fastxent.cross_entropy_with_grad(logits, target, out=out, **kwargs)
-    assert (grad is logits) == in_place
-    assert_result(grad, ref_grad, dtype, rtol, atol)
-    check_loss(loss, ref_loss, dtype, rtol, atol, "mean", (n_rows,))
+    _check_gradient(logits, target, dtype, rtol, atol, in_place, options, rng)
 
 
 @pytest.mark.parametrize(("dtype", "rtol", "atol"), NATIVE_TOLERANCES)
@@ -739,15 +746,7 @@ def test_gradient_by_chains_matches_reference(dtype, rtol, atol, in_place, optio
     logits[2, n_classes - 1] = 100.0
     logits[n_rows - 1, 0] = 100.0
     target[::7] = -100
-    kwargs = {}
-    if options == "options":
-        kwargs = {"weight": rng.uniform(0.0, 2.0, n_classes), "label_smoothing": 0.2}
-    ref_loss, ref_grad = reference.cross_entropy_with_grad(logits, target, **kwargs)
-    out = logits if in_place else None
-    loss, grad = fastxent.cross_entropy_with_grad(logits, target, out=out, **kwargs)
-    assert (grad is logits) == in_place
-    assert_result(grad, ref_grad, dtype, rtol, atol)
-    check_loss(loss, ref_loss, dtype, rtol, atol, "mean", (n_rows,))
+    _check_gradient(logits, target, dtype, rtol, atol, in_place, options, rng)
 
 
 @pytest.mark.parametrize("in_place", [False, True], ids=["fresh", "in-place"])
