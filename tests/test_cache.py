@@ -499,8 +499,8 @@ NO_RECOMPILE_SCRIPT = textwrap.dedent(
                 "softmax": softmax}[sys.argv[1]]
     rng = np.random.default_rng(0)
     inputs = []
-    # Serial and multi-threaded kernels, each with rows summed whole and in prefetching
-    # blocks (two compilations of a kernel, see fastxent._kernels.rows.rows_to_prefetch).
+    # Serial and multi-threaded kernels, each with rows summed whole and in chains (two
+    # compilations of a kernel, see fastxent._kernels.rows.rows_to_chain).
     for shape in [(6, 11), (12, 1031), (64, 600), (40, 1031)]:
         x = rng.standard_normal(shape).astype(np.float32)
         y = rng.integers(0, shape[1] - 1, shape[0]).astype(np.int64)

@@ -749,6 +749,30 @@ def test_gradient_by_chains_matches_reference(dtype, rtol, atol, in_place, optio
     _check_gradient(logits, target, dtype, rtol, atol, in_place, options, rng)
 
 
+@pytest.mark.parametrize(("dtype", "rtol", "atol"), NATIVE_TOLERANCES)
+@pytest.mark.parametrize("in_place", [False, True], ids=["fresh", "in-place"])
+@pytest.mark.parametrize("options", ["plain", "options"])
+@pytest.mark.parametrize(
+    "shape",
+    [(100, 2500), (40, 4100), (17, 3000), (700, 1000)],
+    ids=["2500", "4100", "chains-of-one-row", "1000-classes-from-memory"],
+)
+def test_probability_gradient_by_chains_matches_reference(
+    dtype, rtol, atol, in_place, options, shape, rng
+):
+    """The gradient against probability targets of rows of more than 1024 classes goes in
+    chains, as for labels, also in place: maxima far above the rest mid-row and in the
+    remainder of the vector loop. Rows from memory of up to 1024 classes go one by one,
+    each with its ``exp`` computed once into the gradient."""
+    n_rows, n_classes = shape
+    logits = make_logits(rng, shape, dtype)
+    logits[1, 5] = 100.0
+    logits[2, n_classes - 1] = 100.0
+    logits[n_rows - 1, 0] = 100.0
+    probabilities = make_probabilities(rng, shape, dtype=dtype)
+    _check_gradient(logits, probabilities, dtype, rtol, atol, in_place, options, rng)
+
+
 @pytest.mark.parametrize("in_place", [False, True], ids=["fresh", "in-place"])
 @pytest.mark.parametrize("shape", [(6, 10), (6, 300), (3, 1025)], ids=["10", "300", "1025"])
 @pytest.mark.parametrize("scale", [1e20, 1e39, 1e300], ids=["1e20", "1e39", "1e300"])

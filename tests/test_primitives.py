@@ -104,18 +104,23 @@ def test_split_for_sum_is_exact():
     assert np.all(high64 == t) and np.all(low64 == 0.0)
 
 
+def _chain_exp_sum(row, top):
+    """The exp-sum of a row of a chain (in blocks), the row itself following."""
+    return row_exp_sum_gap_and_max(row, top, None, row)[0]
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("size", [1, 15, 255, 256, 257, 1000, 5000, 40000])
 def test_row_exp_sum_has_float64_accuracy(dtype, size):
     # A float32 running sum would be ~1e-7 off here; with the split, the float32 lanes sum
-    # like float64. Both ways through row_exp_sum: prefetching blocks, and one block.
+    # like float64. Both ways: the row whole (row_exp_sum), and in a chain's blocks.
     rng = np.random.default_rng(size)
     for scale in (0.1, 1.0, 5.0, 30.0):
         row = (scale * rng.standard_normal(size)).astype(dtype)
         top = row_max(row)
         exact = math.fsum(_terms(row, top))
-        for upcoming in (row, None):
-            assert abs(row_exp_sum(row, top, upcoming) - exact) <= 1e-14 * exact
+        assert abs(row_exp_sum(row, top) - exact) <= 1e-14 * exact
+        assert abs(_chain_exp_sum(row, top) - exact) <= 1e-14 * exact
 
 
 def test_row_exp_sum_of_a_confident_row():
@@ -125,8 +130,7 @@ def test_row_exp_sum_of_a_confident_row():
     row[123] = 0.0
     rest = math.fsum(np.delete(_terms(row, np.float32(0.0)), 123))
     assert 1e-8 < rest < 1e-5
-    for upcoming in (row, None):
-        total = row_exp_sum(row, np.float32(0.0), upcoming)
+    for total in (row_exp_sum(row, np.float32(0.0)), _chain_exp_sum(row, np.float32(0.0))):
         assert abs((total - 1.0) - rest) <= 1e-6 * rest
 
 

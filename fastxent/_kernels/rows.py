@@ -19,7 +19,6 @@ from fastxent._simd import (
     fmaximum,
     inline_into_callers,
     log_positive,
-    prefetch,
     split_for_sum,
     use_512bit_vectors,
 )
@@ -27,15 +26,14 @@ from fastxent._simd import (
 # Tiles hold at most TILE_ROWS rows and GRADIENT_TILE_ELEMENTS elements (row_tiles).
 # Rows of at most SHORT_ROW classes are summed down a transposed tile
 # (short_rows_log_sums); the integer-target gradient takes its tiles (short_rows_exp)
-# wherever rows are summed whole (rows_to_prefetch gives None).
+# wherever rows are summed whole (rows_to_chain gives None).
 SHORT_ROW = 32
 TILE_ROWS = 256
 GRADIENT_TILE_ELEMENTS = 1 << 14
 
-# row_exp_sum runs in blocks of EXP_BLOCK elements (at most 2**12, see split_for_sum),
-# prefetching the matching cache lines (64 bytes) of the next row before each block.
-EXP_BLOCK = 256
-CACHE_LINE_BYTES = 64
+# Rows from memory (rows_to_chain) are taken in chains, summed in blocks. Rows of fewer
+# than CHAIN_MIN_CLASSES classes never are: the tiles take them.
+CHAIN_MIN_CLASSES = 256
 # Inputs up to this size are taken to be in cache: their rows of up to WHOLE_ROW classes
 # are summed in one block. A longer block would put more terms in each float32 lane (16 at
 # most here, with 64 lanes), which costs relative accuracy on rows of tiny terms.
@@ -358,91 +356,53 @@ def row_gap(row, shift, weight):
     return _block_gap(row, shift, weight)
 
 
-@row_helper
-def _prefetch_block(upcoming, start):
-    """Prefetch the cache lines of ``upcoming[start : start + EXP_BLOCK]``."""
-    inline_into_callers()
-    for ahead in range(0, EXP_BLOCK, CACHE_LINE_BYTES // upcoming.itemsize):
-        prefetch(upcoming, start + ahead)
+def rows_to_chain(rows: np.ndarray) -> np.ndarray | None:
+    """The row kernels' ``chained`` argument: ``rows`` from memory, else ``None``.
 
-
-def rows_to_prefetch(rows: np.ndarray) -> np.ndarray | None:
-    """The row kernels' ``prefetch`` argument: ``rows``, or ``None`` to sum each row whole.
-
-    ``rows`` marks rows from memory: the kernels take them in chains (:func:`row_chains`),
-    and the gradient against probability targets prefetches the next row (``upcoming``
-    of :func:`row_exp_sum_and_gap`).
-
-    ``None`` for rows shorter than a block (``EXP_BLOCK``: one block, nothing to prefetch
-    either way), and for rows of up to ``WHOLE_ROW`` classes small enough in all to stay
-    in cache (``CACHE_RESIDENT_BYTES``): there the blocks' reductions and prefetches are
-    pure overhead. It is an argument, not a test inside the kernels, so that Numba compiles
-    the two cases apart (it prunes ``is None`` branches on argument types): the code of the
-    path not taken, left in the loop, cost 75-130 ns per row of 100 to 1000 classes.
+    ``rows`` marks rows from memory: the kernels take them in chains (:func:`row_chains`)
+    and sum them in blocks (:func:`row_exp_sum_gap_and_max`). ``None`` for rows of fewer
+    than ``CHAIN_MIN_CLASSES`` classes (the kernels' tiles take those), and for rows of up
+    to ``WHOLE_ROW`` classes small enough in all to stay in cache (``CACHE_RESIDENT_BYTES``):
+    each row is then summed whole, in one block. It is an argument, not a test inside the
+    kernels, so that Numba compiles the two cases apart (it prunes ``is None`` branches on
+    argument types): the code of the path not taken, left in the loop, cost 75-130 ns per
+    row of 100 to 1000 classes.
     """
     n_classes = rows.shape[1]
-    if n_classes < EXP_BLOCK or (n_classes <= WHOLE_ROW and rows.nbytes <= CACHE_RESIDENT_BYTES):
+    if n_classes < CHAIN_MIN_CLASSES or (
+        n_classes <= WHOLE_ROW and rows.nbytes <= CACHE_RESIDENT_BYTES
+    ):
         return None
     return rows
 
 
 @row_helper
-def next_row(prefetch, i):
-    """The row to prefetch while row ``i`` is summed: ``prefetch[i + 1]`` (the last: itself).
-
-    ``None`` (each row summed whole, in one block) when ``prefetch`` is ``None``; see
-    :func:`rows_to_prefetch`.
-    """
-    inline_into_callers()
-    if prefetch is None:
-        return None
-    return prefetch[i + 1] if i + 1 < prefetch.shape[0] else prefetch[i]
-
-
-@row_helper
-def row_exp_sum(row, shift, upcoming):
-    """``sum_c exp(row[c] - shift)`` in float64, for ``shift >= max(row)``.
+def row_exp_sum(row, shift):
+    """``sum_c exp(row[c] - shift)`` in float64, for ``shift >= max(row)``, the row whole.
 
     :func:`row_exp_sum_and_gap` without the second sum.
     """
     inline_into_callers()
-    return row_exp_sum_and_gap(row, shift, None, upcoming)[0]
+    return _block_exp_sum(row, shift)
 
 
 @row_helper
-def row_exp_sum_and_gap(row, shift, weight, upcoming):
+def row_exp_sum_and_gap(row, shift, weight):
     """``sum_c exp(row[c] - shift)`` in float64, and ``sum_c weight[c] * (shift - row[c])``.
 
-    The exp terms are summed in vector lanes, a block of ``EXP_BLOCK`` at a time, split so
-    that float32 lanes lose nothing a float64 sum would keep (``split_for_sum``); the block
-    sums are added in float64 with compensation, so that float64 rows of 2**18 classes sum
-    as accurately as in one vector loop. Meanwhile the cache lines of ``upcoming`` (the
-    next row to process, same length) are prefetched, a block at a time, so that its
-    memory-bound max overlaps this compute-bound sum: 1.2-2x faster on rows from DRAM.
-    ``upcoming=None`` (see :func:`next_row`) means one block for the whole row.
+    The row whole, in one block: for rows summed whole (:func:`rows_to_chain`), at most
+    ``WHOLE_ROW`` classes. The exp terms are summed in vector lanes, split so that float32
+    lanes lose nothing a float64 sum would keep (``split_for_sum``).
 
     The second sum (label smoothing's; 0 and not computed for ``weight=None``, which
     otherwise has the row's dtype) has no cancellation (every term is >= 0), so it is
-    summed in the row's dtype per block, then in float64. It comes out ``inf`` or ``nan``
+    summed in the row's dtype, then returned in float64. It comes out ``inf`` or ``nan``
     where that dtype cannot hold a term (a zero weight at a ``-inf`` logit, a span beyond
     its range): callers then use :func:`row_weighted_gap`, which handles both.
     """
     inline_into_callers()
-    if upcoming is None:
-        gap = 0.0 if weight is None else _block_gap(row, shift, weight)
-        return _block_exp_sum(row, shift), gap
-    total = compensation = gap = 0.0
-    for start in range(0, row.size, EXP_BLOCK):
-        stop = min(start + EXP_BLOCK, row.size)
-        if stop - start == EXP_BLOCK:
-            _prefetch_block(upcoming, start)
-        block_sum = _block_exp_sum(row[start:stop], shift)
-        total, compensation = neumaier_add(total, compensation, block_sum)
-        if weight is not None:
-            # A second loop over the block, still in L1: fused into the first one, the
-            # extra accumulators spill registers.
-            gap += _block_gap(row[start:stop], shift, weight[start:stop])
-    return total + compensation, gap
+    gap = 0.0 if weight is None else _block_gap(row, shift, weight)
+    return _block_exp_sum(row, shift), gap
 
 
 @row_helper
@@ -450,18 +410,22 @@ def row_exp_sum_gap_and_max(row, shift, weight, following):
     """:func:`row_exp_sum_and_gap` of ``row``, and ``max(following)``, in one sweep.
 
     ``following`` is the row to process next (same length). Rows from memory were summed
-    with the next row prefetched, then its max taken in a pass of its own: here that max
-    runs in the exp-sum's vector loop, where it costs 3 of ~23 instructions per 16 float32,
-    and its loads bring the next row in from memory while the exponentials compute. The
-    next exp-sum then finds it in cache. Forward 1024 x 128256: 0.84x the time,
-    4096 x 32000: 0.89x, 8192 x 1000: 0.94-0.97x (in-process A/B; see :func:`row_chains`).
-    The blocks hold ``CHAIN_BLOCK`` elements; their sums are added as in
-    :func:`row_exp_sum_and_gap`.
+    with the next row prefetched into L2, then its max taken in a pass of its own: here
+    that max runs in the exp-sum's vector loop, where it costs 3 of ~23 instructions per 16
+    float32, and its loads bring the next row in from memory while the exponentials
+    compute. The next exp-sum then finds it in cache. Forward 1024 x 128256: 0.84x the
+    time, 4096 x 32000: 0.89x, 8192 x 1000: 0.94-0.97x (in-process A/B; see
+    :func:`row_chains`).
+
+    The row goes in blocks of ``CHAIN_BLOCK`` elements, each summed in vector lanes as in
+    :func:`row_exp_sum_and_gap`; the block sums are added in float64 with compensation
+    (:func:`neumaier_add`), so that float64 rows of 2**18 classes sum as accurately as in
+    one vector loop.
     """
     inline_into_callers()
     size = row.size
     if size < SUM_VECTOR:
-        total, gap = row_exp_sum_and_gap(row, shift, weight, None)
+        total, gap = row_exp_sum_and_gap(row, shift, weight)
         return total, gap, row_max(following)
     zero = row.dtype.type(0.0)
     main = size - size % SUM_VECTOR
@@ -493,11 +457,11 @@ def row_exp_sum_and_max(row, shift, following):
     """``(S, max(following))`` of :func:`row_exp_sum_gap_and_max`, without the gap.
 
     ``following=None`` (:func:`following_row`: one row per chain) sums the row whole, as
-    ``row_exp_sum(row, shift, None)``, and gives ``shift`` back for the max.
+    :func:`row_exp_sum`, and gives ``shift`` back for the max.
     """
     inline_into_callers()
     if following is None:
-        return row_exp_sum(row, shift, None), shift
+        return row_exp_sum(row, shift), shift
     total, _, top = row_exp_sum_gap_and_max(row, shift, None, following)
     return total, top
 
@@ -528,7 +492,7 @@ def _exp_sum_and_max_into(block, shift, following, high, low, top):
 def row_chains(n_rows, rows):
     """``(chain_rows, n_chains)``: how the row kernels split ``n_rows`` among threads.
 
-    ``rows`` is :func:`rows_to_prefetch` of the input. Rows from memory go in chains of
+    ``rows`` is :func:`rows_to_chain` of the input. Rows from memory go in chains of
     up to ``CHAIN_ROWS`` consecutive rows (at least 16 chains, for the threads to share):
     each row's exp-sum takes the next row's max (:func:`row_exp_sum_gap_and_max`), and
     only a chain's first row has a max pass of its own. Rows summed whole (``rows`` is

@@ -8,7 +8,7 @@ cache, the float64 sum ``S`` of ``exp(x - m)``, and the output: ``softmax = exp(
 still in cache: 256 x 100 float32 0.73x the time of computing ``exp`` twice (once for the
 sum, once for the output), 64 x 1000 0.80x, and for rows from memory too (in-process A/B:
 8192 x 1000 0.90x, 16384 x 500 0.78x, 128 x 2000 0.73x, 4096 x 32000 0.96x,
-1024 x 128256 0.94x). Each kernel's ``prefetch`` is ``rows_to_prefetch(logits)``
+1024 x 128256 0.94x). Each kernel's ``chained`` is ``rows_to_chain(logits)``
 (``fastxent._kernels.rows``).
 """
 
@@ -22,7 +22,6 @@ from numba import prange
 from fastxent._config import kernel_part
 from fastxent._kernels.dispatch import row_kernel
 from fastxent._kernels.rows import (
-    EXP_BLOCK,
     chain_span,
     following_row,
     row_chains,
@@ -38,15 +37,17 @@ from fastxent._kernels.rows import (
     tile_span,
 )
 
-# log_softmax and logsumexp take in-cache rows of fewer classes than this by tiles.
+# softmax takes in-cache rows of fewer classes than this by tiles; log_softmax and
+# logsumexp, rows of fewer than LOG_SOFTMAX_TILE_CLASSES.
+SOFTMAX_TILE_CLASSES = 256
 LOG_SOFTMAX_TILE_CLASSES = 128
 
 
 @row_kernel
-def softmax_rows(logits, prefetch, out):
+def softmax_rows(logits, chained, out):
     """``out[i] = softmax(logits[i])`` for every row ``i``."""
     n_rows, n_classes = logits.shape
-    if prefetch is None and n_classes < EXP_BLOCK:
+    if chained is None and n_classes < SOFTMAX_TILE_CLASSES:
         _softmax_tiles(logits, out)
         return
     for i in prange(n_rows):
@@ -83,18 +84,18 @@ def _softmax_tiles(logits, out):
 
 
 @row_kernel
-def log_softmax_rows(logits, prefetch, out):
+def log_softmax_rows(logits, chained, out):
     """``out[i] = log_softmax(logits[i])`` for every row ``i``."""
     n_rows, n_classes = logits.shape
-    if prefetch is None and n_classes < LOG_SOFTMAX_TILE_CLASSES:
+    if chained is None and n_classes < LOG_SOFTMAX_TILE_CLASSES:
         _log_softmax_tiles(logits, out)
         return
-    chain_rows, n_chains = row_chains(n_rows, prefetch)
+    chain_rows, n_chains = row_chains(n_rows, chained)
     for chain in prange(n_chains):
         start, stop, top = chain_span(logits, chain, chain_rows)
         for i in range(start, stop):
             row = logits[i]
-            total, following_top = row_exp_sum_and_max(row, top, following_row(prefetch, i, stop))
+            total, following_top = row_exp_sum_and_max(row, top, following_row(chained, i, stop))
             row_log_softmax_into(row, top, math.log(total), out[i])
             top = following_top
 
@@ -126,18 +127,18 @@ def _log_softmax_tiles(logits, out):
 
 
 @row_kernel
-def logsumexp_rows(logits, prefetch, out):
+def logsumexp_rows(logits, chained, out):
     """``out[i] = log(sum(exp(logits[i])))`` in float64."""
     n_rows, n_classes = logits.shape
-    if prefetch is None and n_classes < LOG_SOFTMAX_TILE_CLASSES:
+    if chained is None and n_classes < LOG_SOFTMAX_TILE_CLASSES:
         _logsumexp_tiles(logits, out)
         return
-    chain_rows, n_chains = row_chains(n_rows, prefetch)
+    chain_rows, n_chains = row_chains(n_rows, chained)
     for chain in prange(n_chains):
         start, stop, top = chain_span(logits, chain, chain_rows)
         for i in range(start, stop):
             total, following_top = row_exp_sum_and_max(
-                logits[i], top, following_row(prefetch, i, stop)
+                logits[i], top, following_row(chained, i, stop)
             )
             out[i] = np.float64(top) + math.log(total)
             top = following_top

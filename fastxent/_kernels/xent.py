@@ -36,7 +36,6 @@ from fastxent._kernels.rows import (
     chain_span,
     following_row,
     logs_into,
-    next_row,
     row_cast_into,
     row_chains,
     row_exp_scaled_in_place,
@@ -98,11 +97,11 @@ def label_summary(target, weight, ignore_index, n_classes):
 
 @row_kernel
 def xent_sparse_forward(
-    logits, prefetch, target, weight, row_weight, ignore_index, smoothing, losses
+    logits, chained, target, weight, row_weight, ignore_index, smoothing, losses
 ):
     """``losses[i]`` = loss of row ``i`` against class ``target[i]`` (0 where ignored).
 
-    ``prefetch`` is :func:`rows_to_prefetch` of the logits; ``row_weight`` room for the
+    ``chained`` is :func:`rows_to_chain` of the logits; ``row_weight`` room for the
     weights in the logits' dtype with label smoothing (filled here), else ``None`` (see
     :func:`exp_sum_and_gap`).
     Returns ``(n_invalid, counted_weight)`` of :func:`label_summary`; with invalid labels
@@ -115,17 +114,17 @@ def xent_sparse_forward(
     weight_total = np.sum(weight)
     if row_weight is not None:
         row_cast_into(weight, row_weight)
-    if prefetch is None and n_classes < FORWARD_TILE_CLASSES:
+    if chained is None and n_classes < FORWARD_TILE_CLASSES:
         _sparse_forward_tiles(
             logits, target, weight, row_weight, weight_total, ignore_index, smoothing, losses
         )
         return 0, counted_weight, row_sum(losses.reshape(-1))
-    chain_rows, n_chains = row_chains(n_rows, prefetch)
+    chain_rows, n_chains = row_chains(n_rows, chained)
     for chain in prange(n_chains):
         start, stop, top = chain_span(logits, chain, chain_rows)
         for i in range(start, stop):
             row = logits[i]
-            following = following_row(prefetch, i, stop)
+            following = following_row(chained, i, stop)
             label = target[i]
             if label == ignore_index:
                 losses[i] = 0.0
@@ -145,7 +144,7 @@ def xent_sparse_forward(
 @row_kernel
 def xent_sparse_forward_backward(
     logits,
-    prefetch,
+    chained,
     target,
     weight,
     row_weight,
@@ -160,7 +159,7 @@ def xent_sparse_forward_backward(
 ):
     """Loss per row as in the forward, and the gradient of the reduced loss in ``grad``.
 
-    ``prefetch`` and ``row_weight`` are as for :func:`xent_sparse_forward`; ``amounts``
+    ``chained`` and ``row_weight`` are as for :func:`xent_sparse_forward`; ``amounts``
     (``None`` exactly when ``row_weight`` is) is room in the logits' dtype for label
     smoothing's part of every row's gradient, ``smoothing_amounts_into``.
     The gradient is ``dl/dz`` scaled by ``1 / log_base`` and, with ``mean``, by one over
@@ -183,7 +182,7 @@ def xent_sparse_forward_backward(
     if row_weight is not None:
         row_cast_into(weight, row_weight)
         smoothing_amounts_into(weight, spread, scale, denominator, amounts)
-    if prefetch is None:  # rows shorter than a block, or all of them in cache
+    if chained is None:  # short rows, or all of them in cache
         _sparse_forward_backward_tiles(
             logits, target, weight, row_weight, amounts, weight_total, ignore_index,
             smoothing, scale, denominator, losses, grad,
@@ -195,14 +194,14 @@ def xent_sparse_forward_backward(
             smoothing, scale, denominator, in_place, losses, grad,
         )  # fmt: skip
         return 0, counted_weight, row_sum(losses.reshape(-1))
-    chain_rows, n_chains = row_chains(n_rows, prefetch)
+    chain_rows, n_chains = row_chains(n_rows, chained)
     for chain in prange(n_chains):
         start, stop, top = chain_span(logits, chain, chain_rows)
         for i in range(start, stop):
             label = target[i]
             row = logits[i]
             out = grad[i]
-            following = following_row(prefetch, i, stop)
+            following = following_row(chained, i, stop)
             if label == ignore_index:
                 top = row_max_or(following, top)  # before `out` (`row` in place) is cleared
                 losses[i] = 0.0
@@ -403,23 +402,23 @@ def _sparse_forward_backward_tiles(
 
 
 @row_kernel
-def xent_dense_forward(logits, prefetch, target, weight, smoothing, with_target_entropy, losses):
+def xent_dense_forward(logits, chained, target, weight, smoothing, with_target_entropy, losses):
     """``losses[i]`` = loss of row ``i`` against the distribution ``target[i]``.
 
     With ``with_target_entropy`` the row's ``sum_c q_c log q_c`` is added, which turns the
-    cross-entropy into the KL divergence ``KL(q || softmax(z))``. ``prefetch`` is as for
+    cross-entropy into the KL divergence ``KL(q || softmax(z))``. ``chained`` is as for
     :func:`xent_sparse_forward`.
     """
     n_rows, n_classes = logits.shape
     keep = 1.0 - smoothing
     spread = smoothing / n_classes
-    chain_rows, n_chains = row_chains(n_rows, prefetch)
+    chain_rows, n_chains = row_chains(n_rows, chained)
     for chain in prange(n_chains):
         start, stop, top = chain_span(logits, chain, chain_rows)
         for i in range(start, stop):
             row = logits[i]
             probabilities = target[i]
-            total, following_top = row_exp_sum_and_max(row, top, following_row(prefetch, i, stop))
+            total, following_top = row_exp_sum_and_max(row, top, following_row(chained, i, stop))
             log_total = math.log(total)
             if with_target_entropy:
                 losses[i] = row_kl_divergence(row, probabilities, top, log_total)
@@ -432,15 +431,54 @@ def xent_dense_forward(logits, prefetch, target, weight, smoothing, with_target_
 
 @row_kernel
 def xent_dense_forward_backward(
-    logits, prefetch, target, weight, smoothing, scale, in_place, losses, grad
+    logits, chained, target, weight, smoothing, scale, in_place, losses, grad
 ):
     """Loss per row as in the dense forward, and ``grad = scale * dl/dz``.
 
-    ``prefetch`` is as for :func:`xent_sparse_forward`.
+    ``chained`` is as for :func:`xent_sparse_forward`: rows from memory of more than
+    ``WHOLE_ROW`` classes go in chains (:func:`row_chains`), summed before ``exp`` is
+    written scaled; the others are taken one at a time, with ``exp`` computed once.
+    """
+    n_rows, n_classes = logits.shape
+    if chained is None or n_classes <= WHOLE_ROW:
+        _dense_forward_backward_rows_once(
+            logits, target, weight, smoothing, scale, in_place, losses, grad
+        )
+        return
+    keep = 1.0 - smoothing
+    spread = smoothing / n_classes
+    chain_rows, n_chains = row_chains(n_rows, chained)
+    for chain in prange(n_chains):
+        start, stop, top = chain_span(logits, chain, chain_rows)
+        for i in range(start, stop):
+            row = logits[i]
+            out = grad[i]
+            probabilities = target[i]
+            mass = row_target_mass(probabilities, weight, keep, spread)
+            gap = row_target_gap(row, probabilities, weight, keep, spread, top)
+            total, following_top = row_exp_sum_and_max(row, top, following_row(chained, i, stop))
+            factor = out.dtype.type(scale * mass / total)
+            if in_place:
+                row_exp_scaled_in_place(out, top, factor)
+            else:
+                row_exp_scaled_into(row, top, factor, out)
+            losses[i] = mass * math.log(total) + gap
+            row_subtract_target(out, probabilities, weight, keep, spread, scale)
+            top = following_top
+
+
+@kernel_part
+def _dense_forward_backward_rows_once(
+    logits, target, weight, smoothing, scale, in_place, losses, grad
+):
+    """The dense forward + gradient of rows that stay in cache from ``exp`` to scaling.
+
+    ``exp(z - m)`` is computed once, into the gradient row, then summed and scaled there.
     """
     n_rows, n_classes = logits.shape
     keep = 1.0 - smoothing
     spread = smoothing / n_classes
+    one = grad.dtype.type(1.0)
     for i in prange(n_rows):
         row = logits[i]
         out = grad[i]
@@ -448,22 +486,12 @@ def xent_dense_forward_backward(
         top = row_max(row)
         mass = row_target_mass(probabilities, weight, keep, spread)
         gap = row_target_gap(row, probabilities, weight, keep, spread, top)
-        # exp once, into the gradient, then sum and scale it while the row is in cache
-        if prefetch is None or n_classes <= WHOLE_ROW:
-            one = out.dtype.type(1.0)
-            if in_place:
-                row_exp_scaled_in_place(out, top, one)
-            else:
-                row_exp_scaled_into(row, top, one, out)
-            total = row_sum(out)
-            row_scale(out, out.dtype.type(scale * mass / total))
+        if in_place:
+            row_exp_scaled_in_place(out, top, one)
         else:
-            total = row_exp_sum(row, top, next_row(prefetch, i))
-            factor = out.dtype.type(scale * mass / total)
-            if in_place:
-                row_exp_scaled_in_place(out, top, factor)
-            else:
-                row_exp_scaled_into(row, top, factor, out)
+            row_exp_scaled_into(row, top, one, out)
+        total = row_sum(out)
+        row_scale(out, out.dtype.type(scale * mass / total))
         losses[i] = mass * math.log(total) + gap
         row_subtract_target(out, probabilities, weight, keep, spread, scale)
 
@@ -493,7 +521,7 @@ def exps_to_gradient(
 
 
 @row_helper
-def exp_sum_and_gap(row, top, weight, row_weight, smoothing, upcoming):
+def exp_sum_and_gap(row, top, weight, row_weight, smoothing):
     """``(S, gap)``: the row's exp-sum and label smoothing's ``(eps / C) sum_c w_c (m - z_c)``.
 
     One sweep computes both, with the weights in the row's dtype (``row_weight``); where
@@ -504,9 +532,9 @@ def exp_sum_and_gap(row, top, weight, row_weight, smoothing, upcoming):
     """
     inline_into_callers()
     if row_weight is None:
-        return row_exp_sum(row, top, upcoming), 0.0
+        return row_exp_sum(row, top), 0.0
     spread = smoothing / row.size
-    total, gap = row_exp_sum_and_gap(row, top, row_weight, upcoming)
+    total, gap = row_exp_sum_and_gap(row, top, row_weight)
     return total, checked_gap(gap, row, weight, top, spread)
 
 
@@ -519,7 +547,7 @@ def exp_sum_gap_and_max(row, top, weight, row_weight, smoothing, following):
     """
     inline_into_callers()
     if following is None:
-        total, gap = exp_sum_and_gap(row, top, weight, row_weight, smoothing, None)
+        total, gap = exp_sum_and_gap(row, top, weight, row_weight, smoothing)
         return total, gap, top
     if row_weight is None:
         total, _, following_top = row_exp_sum_gap_and_max(row, top, None, following)
