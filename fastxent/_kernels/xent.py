@@ -423,8 +423,7 @@ def xent_dense_forward(logits, chained, target, weight, smoothing, with_target_e
             if with_target_entropy:
                 losses[i] = row_kl_divergence(row, probabilities, top, log_total)
             else:
-                mass = row_target_mass(probabilities, weight, keep, spread)
-                gap = row_target_gap(row, probabilities, weight, keep, spread, top)
+                mass, gap = dense_mass_and_gap(row, probabilities, weight, keep, spread, top)
                 losses[i] = mass * log_total + gap
             top = following_top
 
@@ -454,8 +453,7 @@ def xent_dense_forward_backward(
             row = logits[i]
             out = grad[i]
             probabilities = target[i]
-            mass = row_target_mass(probabilities, weight, keep, spread)
-            gap = row_target_gap(row, probabilities, weight, keep, spread, top)
+            mass, gap = dense_mass_and_gap(row, probabilities, weight, keep, spread, top)
             total, following_top = row_exp_sum_and_max(row, top, following_row(chained, i, stop))
             factor = out.dtype.type(scale * mass / total)
             if in_place:
@@ -484,8 +482,7 @@ def _dense_forward_backward_rows_once(
         out = grad[i]
         probabilities = target[i]
         top = row_max(row)
-        mass = row_target_mass(probabilities, weight, keep, spread)
-        gap = row_target_gap(row, probabilities, weight, keep, spread, top)
+        mass, gap = dense_mass_and_gap(row, probabilities, weight, keep, spread, top)
         if in_place:
             row_exp_scaled_in_place(out, top, one)
         else:
@@ -494,6 +491,19 @@ def _dense_forward_backward_rows_once(
         row_scale(out, out.dtype.type(scale * mass / total))
         losses[i] = mass * math.log(total) + gap
         row_subtract_target(out, probabilities, weight, keep, spread, scale)
+
+
+@row_helper
+def dense_mass_and_gap(row, probabilities, weight, keep, spread, top):
+    """``(A, gap)`` of a row against ``probabilities``: its loss is ``A log S + gap``.
+
+    ``A = sum_c a_c`` and ``gap = sum_c a_c (m - z_c)`` for the shift ``m = top``, with
+    ``a_c = w_c (keep q_c + spread)`` (label smoothing's ``keep = 1 - eps`` and
+    ``spread = eps / C``).
+    """
+    inline_into_callers()
+    mass = row_target_mass(probabilities, weight, keep, spread)
+    return mass, row_target_gap(row, probabilities, weight, keep, spread, top)
 
 
 @row_helper
