@@ -32,6 +32,7 @@ from fastxent._threading import (
     launched_layer,
     parallel_permission,
     parallel_threads,
+    prepare,
 )
 
 # Inputs below this many elements never run in parallel, whatever the layer.
@@ -74,6 +75,15 @@ def parallel_min_elements(layer: str | None) -> int:
     return PARALLEL_MIN_ELEMENTS_BY_LAYER.get(layer or "", PARALLEL_MIN_ELEMENTS)
 
 
+def _layer_threshold() -> int:
+    """:func:`parallel_min_elements` of this process's layer (chosen now if not yet)."""
+    layer = launched_layer()
+    if layer is None:
+        prepare()
+        layer = launched_layer()
+    return parallel_min_elements(layer)
+
+
 class RowKernel:
     """A row kernel in its parallel and serial compilations, chosen by input size."""
 
@@ -95,10 +105,11 @@ class RowKernel:
 
     def __call__(self, n_elements: int, *args: Any) -> Any:
         """Run on ``args``; ``n_elements`` (the logits' size) picks the compilation."""
+        # The size tests first: asking Numba for the thread count takes ~0.8 us.
         if (
             n_elements < _SMALLEST_PARALLEL
+            or n_elements < _layer_threshold()
             or parallel_threads() < 2
-            or n_elements < parallel_min_elements(launched_layer())
         ):
             return self.serial(*args)
         if exclusive_layer():
