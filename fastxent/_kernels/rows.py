@@ -223,22 +223,27 @@ def short_rows_log_sums(block, tops, columns, log_totals):
 
 @row_helper
 def short_rows_gaps(columns, tops, weight, gaps):
-    """``gaps[r] = sum_c weight[c] * (tops[r] - columns[c, r])`` in float64, down the columns.
+    """``gaps[r] = sum_c weight[c] * (tops[r] - columns[c, r])``, down the columns.
 
     For label smoothing on a tile of short rows, after :func:`short_rows_log_sums` (which
-    leaves the tile transposed in ``columns``): one vector lane per row, like the sums. A
-    gap comes out ``inf`` or ``nan`` where a term does (a zero weight at ``-inf``, a span
-    beyond float64's range); callers then use :func:`row_weighted_gap` for that row.
+    leaves the tile transposed in ``columns``): one vector lane per row, like the sums.
+    As in :func:`row_gap`, the terms (all >= 0, no cancellation) are summed in the tile's
+    dtype with ``weight`` in it, then stored in float64 in ``gaps``: in float64 lanes the
+    loop ran 8 wide with conversions, and the smoothed forward of 65536 x 10 took 1.05x
+    the time (4096 x 32: 1.03-1.09x). A gap comes out ``inf`` or ``nan`` where a term does
+    (a zero weight at ``-inf``, a span or a weight beyond the dtype's range); callers then
+    use :func:`row_weighted_gap` for that row.
     """
     inline_into_callers()
     use_512bit_vectors()
-    for r in range(gaps.size):
-        gaps[r] = 0.0
+    sums = np.zeros(gaps.size, columns.dtype)
     for c in range(columns.shape[0]):
         column = columns[c]
         mass = weight[c]
         for r in range(gaps.size):
-            gaps[r] += mass * (np.float64(tops[r]) - np.float64(column[r]))
+            sums[r] += mass * (tops[r] - column[r])
+    for r in range(gaps.size):
+        gaps[r] = sums[r]
 
 
 @row_helper

@@ -301,7 +301,7 @@ def _sparse_forward_tiles(
     columns of the transposed tile for rows of at most 32 classes, else after one flat
     ``exp`` loop over the tile), where row loops would run scalar remainders.
 
-    ``row_weight`` only says whether label smoothing is on (``None``: off).
+    ``row_weight``: the weights in the logits' dtype with label smoothing (``None``: off).
     """
     n_rows, n_classes = logits.shape
     spread = smoothing / n_classes
@@ -316,7 +316,7 @@ def _sparse_forward_tiles(
             columns = np.empty((n_classes, stop - start), logits.dtype)
             short_rows_log_sums(block, tops, columns, log_totals)
             if row_weight is not None:
-                short_rows_gaps(columns, tops, weight, gaps)
+                short_rows_gaps(columns, tops, row_weight, gaps)
         else:
             scratch = np.empty((stop - start, n_classes), logits.dtype)
             tile_exp_log_sums(block, tops, scratch, log_totals)
