@@ -37,9 +37,8 @@ from fastxent._kernels.rows import (
     tile_span,
 )
 
-# softmax takes rows of fewer classes than this by tiles, whatever the batch (such rows
-# are never chained); log_softmax and logsumexp, in-cache rows of fewer than
-# LOG_SOFTMAX_TILE_CLASSES.
+# softmax takes rows of fewer classes than this by tiles, log_softmax and logsumexp rows
+# of fewer than LOG_SOFTMAX_TILE_CLASSES, whatever the batch (such rows are never chained).
 SOFTMAX_TILE_CLASSES = 256
 LOG_SOFTMAX_TILE_CLASSES = 128
 
