@@ -732,6 +732,30 @@ def test_forward_by_chains_matches_reference(dtype, rtol, atol, options, shape, 
 @pytest.mark.parametrize("in_place", [False, True], ids=["fresh", "in-place"])
 @pytest.mark.parametrize("options", ["plain", "options"])
 @pytest.mark.parametrize(
+    "shape", [(600, 1), (600, 10), (1000, 17), (300, 32)], ids=["1", "10", "17", "32"]
+)
+def test_short_rows_gradient_matches_reference(dtype, rtol, atol, in_place, options, shape, rng):
+    """Rows of up to 32 classes go by tiles of 256 rows (``exp`` as one loop over the tile,
+    label smoothing's gaps summed with the subtraction before it), also in place: several
+    tiles and a partial last one, ignored rows (the first and last of a tile among them),
+    maxima far above the rest in the first and last class, and ``-inf`` logits."""
+    n_rows, n_classes = shape
+    logits = make_logits(rng, shape, dtype)
+    target = make_labels(rng, (n_rows,), n_classes)
+    logits[1, 0] = 100.0
+    logits[2, n_classes - 1] = 100.0
+    logits[n_rows - 1, n_classes - 1] = 100.0
+    if n_classes > 1:
+        logits[3, (target[3] + 1) % n_classes] = -np.inf
+    target[::7] = -100
+    target[[255, 256, n_rows - 1]] = -100
+    _check_gradient(logits, target, dtype, rtol, atol, in_place, options, rng)
+
+
+@pytest.mark.parametrize(("dtype", "rtol", "atol"), NATIVE_TOLERANCES)
+@pytest.mark.parametrize("in_place", [False, True], ids=["fresh", "in-place"])
+@pytest.mark.parametrize("options", ["plain", "options"])
+@pytest.mark.parametrize(
     "shape", [(100, 2500), (40, 4100), (17, 3000)], ids=["2500", "4100", "chains-of-one-row"]
 )
 def test_gradient_by_chains_matches_reference(dtype, rtol, atol, in_place, options, shape, rng):
@@ -774,7 +798,9 @@ def test_probability_gradient_by_chains_matches_reference(
 
 
 @pytest.mark.parametrize("in_place", [False, True], ids=["fresh", "in-place"])
-@pytest.mark.parametrize("shape", [(6, 10), (6, 300), (3, 1025)], ids=["10", "300", "1025"])
+@pytest.mark.parametrize(
+    "shape", [(6, 10), (300, 10), (6, 300), (3, 1025)], ids=["10", "300x10", "300", "1025"]
+)
 @pytest.mark.parametrize("scale", [1e20, 1e39, 1e300], ids=["1e20", "1e39", "1e300"])
 def test_smoothing_gradient_with_large_weights(in_place, shape, scale, rng):
     """float32 logits, label smoothing, weights up to and far beyond float32's range: the
@@ -787,9 +813,12 @@ def test_smoothing_gradient_with_large_weights(in_place, shape, scale, rng):
     weight = np.exp2(rng.integers(-16, 1, n_classes)) * scale
     kwargs = {"weight": weight, "label_smoothing": 0.3}
     ref_loss, ref_grad = reference.cross_entropy_with_grad(logits, target, **kwargs)
-    out = logits.copy() if in_place else None
-    loss, grad = fastxent.cross_entropy_with_grad(logits, target, out=out, **kwargs)
-    assert (grad is out) == in_place
+    # In place: into the logits themselves (a copy), which the float64 fallback of the
+    # smoothing term must still read intact.
+    inputs = logits.copy() if in_place else logits
+    out = inputs if in_place else None
+    loss, grad = fastxent.cross_entropy_with_grad(inputs, target, out=out, **kwargs)
+    assert (grad is inputs) == in_place
     assert np.all(np.isfinite(grad))
     assert_result(grad, ref_grad, np.float32, 1e-5, 1e-6)
     check_loss(loss, ref_loss, np.float32, 1e-5, 1e-6, "mean", (n_rows,))

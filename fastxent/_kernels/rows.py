@@ -128,6 +128,43 @@ def short_rows_exp(block, tops, out):
 
 
 @row_helper
+def short_rows_shift_and_gaps(block, tops, weight, shifted, gaps):
+    """For a tile of rows: ``shifted = block - tops``, and label smoothing's gaps.
+
+    ``gaps[r] = sum_c weight[c] * (tops[r] - block[r, c])``, summed as :func:`row_gap`
+    sums it (in the tile's dtype, with ``weight`` in it: in float64 lanes, a forward+grad
+    of 64 x 1000 took 1.8x the time), in the same sweep as the subtraction. ``shifted``
+    (the block's shape, C-contiguous) must not be ``block``: callers check the gaps with
+    the logits (:func:`checked_gaps`), then take ``exp`` of ``shifted`` (:func:`exp_into`).
+    """
+    inline_into_callers()
+    use_512bit_vectors()
+    for r in range(block.shape[0]):
+        row = block[r]
+        target = shifted[r]
+        top = tops[r]
+        gap = block.dtype.type(0.0)
+        for c in range(row.size):
+            difference = row[c] - top
+            target[c] = difference
+            gap -= weight[c] * difference
+        gaps[r] = gap
+
+
+@row_helper
+def exp_into(values, out):
+    """``out = exp(values)`` for ``values <= 0`` (or ``nan``), as one vector loop.
+
+    ``out`` must not be ``values`` (LLVM would then run its scalar loop): in place, see
+    :func:`short_rows_exp`.
+    """
+    inline_into_callers()
+    use_512bit_vectors()
+    for i in range(out.size):
+        out[i] = exp_nonpositive(values[i])
+
+
+@row_helper
 def row_tiles(n_rows, n_classes):
     """``(tile_rows, n_tiles)``: rows per tile, and how many tiles cover ``n_rows``.
 
@@ -173,13 +210,36 @@ def tile_exp_log_sums(block, tops, scratch, log_totals):
     scalar remainders.
     """
     inline_into_callers()
-    n_rows = tops.size
-    for r in range(n_rows):
+    for r in range(tops.size):
         tops[r] = row_max(block[r])
     short_rows_exp(block, tops, scratch)
-    totals = np.empty(n_rows)
-    for r in range(n_rows):
-        totals[r] = row_sum(scratch[r])
+    _row_log_sums(scratch, log_totals)
+
+
+@row_helper
+def tile_exp_log_sums_and_gaps(block, tops, weight, scratch, log_totals, gaps):
+    """:func:`tile_exp_log_sums`, and label smoothing's gaps summed in the same sweep.
+
+    ``gaps`` as from :func:`short_rows_shift_and_gaps` (callers check them with the
+    logits): summed row by row in a loop of their own, they made the smoothed forward of
+    33 to 127 classes 1.1-1.3x the plain one's time.
+    """
+    inline_into_callers()
+    for r in range(tops.size):
+        tops[r] = row_max(block[r])
+    short_rows_shift_and_gaps(block, tops, weight, scratch, gaps)
+    flat = scratch.reshape(-1)
+    _exp_shifted_in_place(flat, flat.dtype.type(0.0))
+    _row_log_sums(scratch, log_totals)
+
+
+@row_helper
+def _row_log_sums(exps, log_totals):
+    """``log_totals[r] = log(sum(exps[r]))``, the sums in float64."""
+    inline_into_callers()
+    totals = np.empty(log_totals.size)
+    for r in range(log_totals.size):
+        totals[r] = row_sum(exps[r])
     logs_into(totals, log_totals)
 
 

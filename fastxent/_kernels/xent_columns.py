@@ -18,7 +18,7 @@ from numba import prange
 from fastxent._config import row_helper
 from fastxent._kernels.dispatch import row_kernel
 from fastxent._kernels.rows import row_sum
-from fastxent._kernels.xent import label_summary, sparse_loss, target_gradient
+from fastxent._kernels.xent import gradient_factor, label_summary, sparse_loss, target_gradient
 from fastxent._simd import exp_nonpositive, fmaximum, inline_into_callers
 
 TILE = 512  # positions per task: 512 float64 partial sums stay in L1
@@ -148,8 +148,10 @@ def xent_sparse_forward_backward_columns(
                 log_total, top[b - start], target_logit[b - start], label_weight,
                 weight_total, gap[b - start], smoothing, n_classes,
             )  # fmt: skip
-            mass = (1.0 - smoothing) * label_weight + spread * weight_total
-            factor[b - start] = scale * (mass / denominator) / total[b - start]
+            factor[b - start] = gradient_factor(
+                label_weight, weight_total, smoothing, scale, denominator, n_classes,
+                total[b - start],
+            )  # fmt: skip
             active[b - start] = 1.0
         for c in range(n_classes):
             shift = scale * spread * weight[c] / denominator
