@@ -358,6 +358,46 @@ def _split_for_sum_jit(t):
     return None
 
 
+@intrinsic
+def _prefetch_element(typingctx, array, index):
+    """``llvm.prefetch`` of ``array[index]``'s cache line into L2 (a hint, never a fault)."""
+    if not isinstance(array, types.Array) or not isinstance(index, types.Integer):
+        return None
+
+    def codegen(context, builder, signature, args):
+        array_type = signature.args[0]
+        struct = context.make_array(array_type)(context, builder, args[0])
+        pointer = cgutils.get_item_pointer(
+            context, builder, array_type, struct, [args[1]], wraparound=False
+        )
+        byte_pointer = ir.IntType(8).as_pointer()
+        int32 = ir.IntType(32)
+        function_type = ir.FunctionType(ir.VoidType(), [byte_pointer, int32, int32, int32])
+        function = cgutils.get_or_insert_function(
+            builder.module, function_type, "llvm.prefetch.p0i8"
+        )
+        # Arguments: address, read (0), locality 1 (x86: prefetcht2, into L2), data cache.
+        read, locality, data = ir.Constant(int32, 0), ir.Constant(int32, 1), ir.Constant(int32, 1)
+        builder.call(function, [builder.bitcast(pointer, byte_pointer), read, locality, data])
+        return context.get_dummy_value()
+
+    return types.none(array, index), codegen
+
+
+def prefetch(array: object, index: int) -> None:
+    """Ask the CPU to start loading ``array[index]``'s cache line; a no-op in Python.
+
+    ``index`` must lie inside ``array`` (the address is computed without a bounds check).
+    """
+
+
+@overload(prefetch)
+def _prefetch_jit(array, index):
+    if isinstance(array, types.Array) and isinstance(index, types.Integer):
+        return lambda array, index: _prefetch_element(array, index)
+    return None
+
+
 def vector_width_bits() -> int:
     """Width of the SIMD registers the kernels are compiled for on this CPU (LLVM's view)."""
     import llvmlite.binding as llvm

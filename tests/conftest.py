@@ -135,3 +135,14 @@ def assert_scalar(value: Any, dtype: Any) -> None:
 def rng() -> np.random.Generator:
     """A freshly seeded generator, so every test sees the same numbers on every run."""
     return np.random.default_rng(20240611)
+
+
+@pytest.fixture(params=[False, True], ids=["cached", "streaming"])
+def streaming(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> bool:
+    """Both ways of taking rows from memory: as if the input fit in the last-level cache,
+    and as if it streamed from memory (the exp-sums then prefetch the next row, in shorter
+    blocks; ``fastxent._kernels.rows.streams_from_memory``)."""
+    from fastxent._kernels import rows
+
+    monkeypatch.setattr(rows, "STREAMING_MIN_BYTES", -1 if request.param else 1 << 62)
+    return bool(request.param)

@@ -695,7 +695,7 @@ def test_forward_by_tiles_matches_reference(dtype, rtol, atol, options, shape, r
     [(700, 1000), (100, 2500), (40, 4100), (17, 3000)],
     ids=["1000-classes-from-memory", "2500-classes", "4100-classes", "chains-of-one-row"],
 )
-def test_forward_by_chains_matches_reference(dtype, rtol, atol, options, shape, rng):
+def test_forward_by_chains_matches_reference(dtype, rtol, atol, options, shape, streaming, rng):
     """Rows from memory go in chains, each row's exp-sum taking the next row's max
     (chains of 43, 6 with a partial last one, 2, and 1 row). Ignored rows (the first of
     chain 0 among them) skip their sum but not the next max; special rows sit where the
@@ -760,7 +760,9 @@ def test_short_rows_gradient_matches_reference(dtype, rtol, atol, in_place, opti
 @pytest.mark.parametrize(
     "shape", [(100, 2500), (40, 4100), (17, 3000)], ids=["2500", "4100", "chains-of-one-row"]
 )
-def test_gradient_by_chains_matches_reference(dtype, rtol, atol, in_place, options, shape, rng):
+def test_gradient_by_chains_matches_reference(
+    dtype, rtol, atol, in_place, options, shape, streaming, rng
+):
     """The gradient of rows of more than 1024 classes goes in chains, each row's exp-sum
     taking the next row's max, also in place (the next row is read before this one is
     overwritten): maxima far above the rest, after an ignored row and in the remainder of
@@ -784,7 +786,7 @@ def test_gradient_by_chains_matches_reference(dtype, rtol, atol, in_place, optio
     ids=["2500", "4100", "chains-of-one-row", "1000-classes-from-memory"],
 )
 def test_probability_gradient_by_chains_matches_reference(
-    dtype, rtol, atol, in_place, options, shape, rng
+    dtype, rtol, atol, in_place, options, shape, streaming, rng
 ):
     """The gradient against probability targets of rows of more than 1024 classes goes in
     chains, as for labels, also in place: maxima far above the rest mid-row and in the

@@ -80,7 +80,7 @@ def test_short_rows_by_tiles(function, ref, dtype, rtol, atol, shape, rng):
     [(700, 1000), (100, 2500), (17, 3000)],
     ids=["1000-classes-from-memory", "2500-classes", "chains-of-one-row"],
 )
-def test_rows_from_memory_by_chains(function, ref, dtype, rtol, atol, shape, rng):
+def test_rows_from_memory_by_chains(function, ref, dtype, rtol, atol, shape, streaming, rng):
     """Rows from memory go in chains, each row's exp-sum taking the next row's max: maxima
     far above the rest (a wrong shift overflows ``exp``) mid-row and in the remainder of
     the vector loop, ``nan`` there and mid-row, and a chain's last row."""

@@ -13,7 +13,7 @@ from fastxent import _validate
 from fastxent._api.common import Loss, gradient_scale, reduce_losses, result_scalar
 from fastxent._kernels import xent as kernels
 from fastxent._kernels import xent_columns as column_kernels
-from fastxent._kernels.rows import rows_to_chain
+from fastxent._kernels.rows import rows_to_chain, streams_from_memory
 from fastxent._layout import (
     columns_view,
     compute_dtype,
@@ -182,7 +182,7 @@ def _common_forward(
     if weight is None:
         weight = _validate.class_weight(None, logits.shape[1])
     n_invalid, denominator, total = kernels.xent_sparse_forward(
-        logits.size, logits, rows_to_chain(logits), target, weight,
+        logits.size, logits, rows_to_chain(logits), streams_from_memory(logits), target, weight,
         _per_class_room(weight, label_smoothing, logits.dtype), ignore_index, label_smoothing,
         losses,
     )  # fmt: skip
@@ -297,7 +297,8 @@ def cross_entropy(
             )  # fmt: skip
         else:
             n_invalid, denominator, total = kernels.xent_sparse_forward(
-                rows.size, rows, rows_to_chain(rows), problem.labels, problem.weight,
+                rows.size, rows, rows_to_chain(rows), streams_from_memory(rows), problem.labels,
+                problem.weight,
                 _per_class_room(problem.weight, problem.smoothing, rows.dtype),
                 problem.ignore_index, problem.smoothing, losses,
             )  # fmt: skip
@@ -307,8 +308,8 @@ def cross_entropy(
         losses = np.empty(rows.shape[0])
         denominator, total = rows.shape[0], None
         kernels.xent_dense_forward(
-            rows.size, rows, rows_to_chain(rows), problem.probabilities, problem.weight,
-            problem.smoothing, False, losses,
+            rows.size, rows, rows_to_chain(rows), streams_from_memory(rows), problem.probabilities,
+            problem.weight, problem.smoothing, False, losses,
         )  # fmt: skip
     return reduce_losses(
         losses, problem.reduction, denominator, problem.log_base, problem.batch_shape,
@@ -383,7 +384,8 @@ def cross_entropy_with_grad(
             )  # fmt: skip
         else:
             n_invalid, denominator, total = kernels.xent_sparse_forward_backward(
-                rows.size, rows, rows_to_chain(rows), problem.labels, problem.weight,
+                rows.size, rows, rows_to_chain(rows), streams_from_memory(rows), problem.labels,
+                problem.weight,
                 _per_class_room(problem.weight, problem.smoothing, rows.dtype),
                 _per_class_room(problem.weight, problem.smoothing, rows.dtype),
                 problem.ignore_index, problem.smoothing, mean, problem.log_base, in_place,
@@ -397,8 +399,8 @@ def cross_entropy_with_grad(
         denominator, total = rows.shape[0], None
         scale = gradient_scale(problem.reduction, denominator, problem.log_base)
         kernels.xent_dense_forward_backward(
-            rows.size, rows, rows_to_chain(rows), problem.probabilities, problem.weight,
-            problem.smoothing, scale, in_place, losses, grad_rows,
+            rows.size, rows, rows_to_chain(rows), streams_from_memory(rows), problem.probabilities,
+            problem.weight, problem.smoothing, scale, in_place, losses, grad_rows,
         )  # fmt: skip
     loss = reduce_losses(
         losses, problem.reduction, denominator, problem.log_base, problem.batch_shape,

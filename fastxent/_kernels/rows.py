@@ -9,6 +9,7 @@ classes.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 
@@ -19,6 +20,7 @@ from fastxent._simd import (
     fmaximum,
     inline_into_callers,
     log_positive,
+    prefetch,
     split_for_sum,
     use_512bit_vectors,
 )
@@ -46,9 +48,14 @@ SUM_VECTOR = 64
 # Rows from memory are taken in chains of up to CHAIN_ROWS rows, one thread each: the
 # exp-sum of each row takes the max of the next one in the same loop
 # (row_exp_sum_gap_and_max), in blocks of CHAIN_BLOCK elements (16 terms per float32 lane
-# with 64 lanes, as in the rows of up to WHOLE_ROW summed in one block).
+# with 64 lanes, as in the rows of up to WHOLE_ROW summed in one block). float32 inputs
+# larger than the last-level cache (streams_from_memory) go in blocks of PREFETCH_BLOCK
+# elements instead, and ask for the next row's cache lines PREFETCH_AHEAD_BYTES ahead.
 CHAIN_ROWS = 64
 CHAIN_BLOCK = 1024
+PREFETCH_BLOCK = 256
+PREFETCH_AHEAD_BYTES = 2048
+CACHE_LINE_BYTES = 64
 
 
 @row_helper
@@ -441,6 +448,37 @@ def rows_to_chain(rows: np.ndarray) -> np.ndarray | None:
     return rows
 
 
+def _last_level_cache_bytes() -> int:
+    """The CPU's last-level cache in bytes, as Linux reports it (32 MiB where it does not)."""
+    levels = {}
+    for index in Path("/sys/devices/system/cpu/cpu0/cache").glob("index*"):
+        try:
+            level = int((index / "level").read_text())
+            size = (index / "size").read_text().strip()
+        except (OSError, ValueError):
+            continue
+        units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+        if size[:-1].isdigit() and size[-1] in units:
+            levels[level] = int(size[:-1]) * units[size[-1]]
+        elif size.isdigit():
+            levels[level] = int(size)
+    return levels[max(levels)] if levels else 32 << 20
+
+
+# Inputs larger than this come from memory, not from a cache (streams_from_memory).
+STREAMING_MIN_BYTES = _last_level_cache_bytes()
+
+
+def streams_from_memory(rows: np.ndarray) -> bool:
+    """The row kernels' ``streaming`` argument: ``rows`` cannot all stay in the caches.
+
+    Then each row's exp-sum prefetches the next row (:func:`row_exp_sum_gap_and_max`);
+    on inputs that a cache holds, the prefetches and the shorter blocks only cost (a
+    fifth of the forward's time at 512 x 16384 and 256 x 32000 float32).
+    """
+    return rows.nbytes > STREAMING_MIN_BYTES
+
+
 @row_helper
 def row_exp_sum(row, shift):
     """``sum_c exp(row[c] - shift)`` in float64, for ``shift >= max(row)``, the row whole.
@@ -471,7 +509,7 @@ def row_exp_sum_and_gap(row, shift, weight):
 
 
 @row_helper
-def row_exp_sum_gap_and_max(row, shift, weight, following):
+def row_exp_sum_gap_and_max(row, shift, weight, following, streaming):
     """:func:`row_exp_sum_and_gap` of ``row``, and ``max(following)``, in one sweep.
 
     ``following`` is the row to process next (same length). Rows from memory were summed
@@ -486,6 +524,14 @@ def row_exp_sum_gap_and_max(row, shift, weight, following):
     :func:`row_exp_sum_and_gap`; the block sums are added in float64 with compensation
     (:func:`neumaier_add`), so that float64 rows of 2**18 classes sum as accurately as in
     one vector loop.
+
+    With ``streaming`` (:func:`streams_from_memory`), float32 rows go in blocks of
+    ``PREFETCH_BLOCK`` and prefetch ``following`` ``PREFETCH_AHEAD_BYTES`` ahead: the
+    loop's loads alone run at the pace of the exponentials, too slowly for the hardware
+    prefetcher to keep the memory busy (an exp-sum of rows from memory took as long as
+    the same sum over rows in L2 plus a plain read of the rows). Forward 1024 x 128256
+    and 4096 x 32000: 0.81x the time. float64 rows, with twice the arithmetic per byte,
+    gained nothing and keep the plain blocks.
     """
     inline_into_callers()
     size = row.size
@@ -496,8 +542,15 @@ def row_exp_sum_gap_and_max(row, shift, weight, following):
     main = size - size % SUM_VECTOR
     total = compensation = gap = 0.0
     top = following[0]
-    for start in range(0, main, CHAIN_BLOCK):
-        stop = min(start + CHAIN_BLOCK, main)
+    prefetching = streaming and following.itemsize == 4
+    block = PREFETCH_BLOCK if prefetching else CHAIN_BLOCK
+    reach = size if prefetching else 0  # where the prefetches stop
+    line = CACHE_LINE_BYTES // following.itemsize
+    ahead = PREFETCH_AHEAD_BYTES // following.itemsize
+    for start in range(0, main, block):
+        stop = min(start + block, main)
+        for c in range(start + ahead, min(stop + ahead, reach), line):
+            prefetch(following, c)
         high, low, top = _exp_sum_and_max_into(
             row[start:stop], shift, following[start:stop], zero, zero, top
         )
@@ -518,7 +571,7 @@ def row_exp_sum_gap_and_max(row, shift, weight, following):
 
 
 @row_helper
-def row_exp_sum_and_max(row, shift, following):
+def row_exp_sum_and_max(row, shift, following, streaming):
     """``(S, max(following))`` of :func:`row_exp_sum_gap_and_max`, without the gap.
 
     ``following=None`` (:func:`following_row`: one row per chain) sums the row whole, as
@@ -527,7 +580,7 @@ def row_exp_sum_and_max(row, shift, following):
     inline_into_callers()
     if following is None:
         return row_exp_sum(row, shift), shift
-    total, _, top = row_exp_sum_gap_and_max(row, shift, None, following)
+    total, _, top = row_exp_sum_gap_and_max(row, shift, None, following, streaming)
     return total, top
 
 

@@ -84,7 +84,7 @@ def _softmax_tiles(logits, out):
 
 
 @row_kernel
-def log_softmax_rows(logits, chained, out):
+def log_softmax_rows(logits, chained, streaming, out):
     """``out[i] = log_softmax(logits[i])`` for every row ``i``."""
     n_rows, n_classes = logits.shape
     if chained is None and n_classes < LOG_SOFTMAX_TILE_CLASSES:
@@ -95,7 +95,9 @@ def log_softmax_rows(logits, chained, out):
         start, stop, top = chain_span(logits, chain, chain_rows)
         for i in range(start, stop):
             row = logits[i]
-            total, following_top = row_exp_sum_and_max(row, top, following_row(chained, i, stop))
+            total, following_top = row_exp_sum_and_max(
+                row, top, following_row(chained, i, stop), streaming
+            )
             row_log_softmax_into(row, top, math.log(total), out[i])
             top = following_top
 
@@ -127,7 +129,7 @@ def _log_softmax_tiles(logits, out):
 
 
 @row_kernel
-def logsumexp_rows(logits, chained, out):
+def logsumexp_rows(logits, chained, streaming, out):
     """``out[i] = log(sum(exp(logits[i])))`` in float64."""
     n_rows, n_classes = logits.shape
     if chained is None and n_classes < LOG_SOFTMAX_TILE_CLASSES:
@@ -138,7 +140,7 @@ def logsumexp_rows(logits, chained, out):
         start, stop, top = chain_span(logits, chain, chain_rows)
         for i in range(start, stop):
             total, following_top = row_exp_sum_and_max(
-                logits[i], top, following_row(chained, i, stop)
+                logits[i], top, following_row(chained, i, stop), streaming
             )
             out[i] = np.float64(top) + math.log(total)
             top = following_top

@@ -100,7 +100,7 @@ def label_summary(target, weight, ignore_index, n_classes):
 
 @row_kernel
 def xent_sparse_forward(
-    logits, chained, target, weight, row_weight, ignore_index, smoothing, losses
+    logits, chained, streaming, target, weight, row_weight, ignore_index, smoothing, losses
 ):
     """``losses[i]`` = loss of row ``i`` against class ``target[i]`` (0 where ignored).
 
@@ -134,7 +134,7 @@ def xent_sparse_forward(
                 top = row_max_or(following, top)
                 continue
             total, gap, following_top = exp_sum_gap_and_max(
-                row, top, weight, row_weight, smoothing, following
+                row, top, weight, row_weight, smoothing, following, streaming
             )
             log_total = math.log(total)
             losses[i] = sparse_loss(
@@ -148,6 +148,7 @@ def xent_sparse_forward(
 def xent_sparse_forward_backward(
     logits,
     chained,
+    streaming,
     target,
     weight,
     row_weight,
@@ -212,7 +213,7 @@ def xent_sparse_forward_backward(
                 continue
             target_logit = row[label]
             total, gap, following_top = exp_sum_gap_and_max(
-                row, top, weight, row_weight, smoothing, following
+                row, top, weight, row_weight, smoothing, following, streaming
             )
             # The term of S that belongs to the target, as row_exp_sum computed it.
             target_exp = np.float64(exp_clamped(target_logit - top))
@@ -414,7 +415,9 @@ def _sparse_forward_backward_tiles(
 
 
 @row_kernel
-def xent_dense_forward(logits, chained, target, weight, smoothing, with_target_entropy, losses):
+def xent_dense_forward(
+    logits, chained, streaming, target, weight, smoothing, with_target_entropy, losses
+):
     """``losses[i]`` = loss of row ``i`` against the distribution ``target[i]``.
 
     With ``with_target_entropy`` the row's ``sum_c q_c log q_c`` is added, which turns the
@@ -430,7 +433,9 @@ def xent_dense_forward(logits, chained, target, weight, smoothing, with_target_e
         for i in range(start, stop):
             row = logits[i]
             probabilities = target[i]
-            total, following_top = row_exp_sum_and_max(row, top, following_row(chained, i, stop))
+            total, following_top = row_exp_sum_and_max(
+                row, top, following_row(chained, i, stop), streaming
+            )
             log_total = math.log(total)
             if with_target_entropy:
                 losses[i] = row_kl_divergence(row, probabilities, top, log_total)
@@ -442,7 +447,7 @@ def xent_dense_forward(logits, chained, target, weight, smoothing, with_target_e
 
 @row_kernel
 def xent_dense_forward_backward(
-    logits, chained, target, weight, smoothing, scale, in_place, losses, grad
+    logits, chained, streaming, target, weight, smoothing, scale, in_place, losses, grad
 ):
     """Loss per row as in the dense forward, and ``grad = scale * dl/dz``.
 
@@ -466,7 +471,9 @@ def xent_dense_forward_backward(
             out = grad[i]
             probabilities = target[i]
             mass, gap = dense_mass_and_gap(row, probabilities, weight, keep, spread, top)
-            total, following_top = row_exp_sum_and_max(row, top, following_row(chained, i, stop))
+            total, following_top = row_exp_sum_and_max(
+                row, top, following_row(chained, i, stop), streaming
+            )
             factor = out.dtype.type(scale * mass / total)
             if in_place:
                 row_exp_scaled_in_place(out, top, factor)
@@ -562,21 +569,22 @@ def exp_sum_and_gap(row, top, weight, row_weight, smoothing):
 
 
 @row_helper
-def exp_sum_gap_and_max(row, top, weight, row_weight, smoothing, following):
+def exp_sum_gap_and_max(row, top, weight, row_weight, smoothing, following, streaming):
     """:func:`exp_sum_and_gap`, and the max of ``following`` taken in the same sweep.
 
     ``following``: the next row of the chain (:func:`row_chains`); ``None`` sums the row
-    whole and gives ``top`` back for the max.
+    whole and gives ``top`` back for the max. ``streaming``: as for
+    :func:`row_exp_sum_gap_and_max`.
     """
     inline_into_callers()
     if following is None:
         total, gap = exp_sum_and_gap(row, top, weight, row_weight, smoothing)
         return total, gap, top
     if row_weight is None:
-        total, _, following_top = row_exp_sum_gap_and_max(row, top, None, following)
+        total, _, following_top = row_exp_sum_gap_and_max(row, top, None, following, streaming)
         return total, 0.0, following_top
     spread = smoothing / row.size
-    total, gap, following_top = row_exp_sum_gap_and_max(row, top, row_weight, following)
+    total, gap, following_top = row_exp_sum_gap_and_max(row, top, row_weight, following, streaming)
     return total, checked_gap(gap, row, weight, top, spread), following_top
 
 
