@@ -65,7 +65,7 @@ def test_bench_refuses_a_bad_shape(shape, capsys):
 def test_info_prints_the_threading_facts(capsys):
     assert cli.main(["info"]) == 0
     out = capsys.readouterr().out
-    for fact in ("threading layer", "threads", "SIMD width", "cache directory"):
+    for fact in ("threading layer", "threads", "SIMD width", "cache directory", "prefetch above"):
         assert f"{fact}: " in out
     # The test suite runs with FASTXENT_PARALLEL_MIN_ELEMENTS=32768 (conftest.py).
     assert "parallel from: 32768 elements" in out
