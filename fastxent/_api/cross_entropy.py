@@ -181,10 +181,14 @@ def _common_forward(
     losses: NDArray[np.float64] = np.empty(n_rows)
     if weight is None:
         weight = _validate.class_weight(None, logits.shape[1])
-    n_invalid, denominator, total = kernels.xent_sparse_forward(
-        logits.size, logits, rows_to_chain(logits), streams_from_memory(logits), target, weight,
-        _per_class_room(weight, label_smoothing, logits.dtype), ignore_index, label_smoothing,
-        losses,
+    chained = rows_to_chain(logits)
+    streaming = chained is not None and streams_from_memory(logits)
+    row_weight = _per_class_room(weight, label_smoothing, logits.dtype)
+    # What sets the Numba types of the arguments below (_is_common_call fixed the rest).
+    key = (logits.dtype, chained is None, row_weight is None)
+    n_invalid, denominator, total = kernels.xent_sparse_forward.run_typed(
+        key, logits.size, logits, chained, streaming, target, weight, row_weight, ignore_index,
+        label_smoothing, losses,
     )  # fmt: skip
     if n_invalid:
         return None

@@ -69,8 +69,11 @@ from fastxent._kernels.rows import (
 )
 from fastxent._simd import exp_clamped, inline_into_callers
 
-# The forward takes in-cache rows of fewer than FORWARD_TILE_CLASSES classes by tiles.
+# The forward takes in-cache rows of fewer than FORWARD_TILE_CLASSES classes by tiles,
+# batches of at least FORWARD_TILE_MIN_ROWS rows (a tile's scratch arrays cost more than
+# they save on a row or two).
 FORWARD_TILE_CLASSES = 128
+FORWARD_TILE_MIN_ROWS = 4
 
 
 @row_helper
@@ -117,7 +120,7 @@ def xent_sparse_forward(
     weight_total = np.sum(weight)
     if row_weight is not None:
         row_cast_into(weight, row_weight)
-    if chained is None and n_classes < FORWARD_TILE_CLASSES:
+    if chained is None and n_classes < FORWARD_TILE_CLASSES and n_rows >= FORWARD_TILE_MIN_ROWS:
         _sparse_forward_tiles(
             logits, target, weight, row_weight, weight_total, ignore_index, smoothing, losses
         )

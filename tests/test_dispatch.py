@@ -1,0 +1,40 @@
+"""Small inputs of the common call skip Numba's dispatch (``RowKernel.run_typed``)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import make_labels, make_logits
+
+import fastxent
+from fastxent._kernels import xent
+from fastxent._kernels.dispatch import _entry_point
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("smoothing", [0.0, 0.2], ids=["plain", "smoothing"])
+@pytest.mark.parametrize(
+    "shape", [(1, 10), (3, 5), (6, 10), (20, 1000)], ids=["1x10", "3x5", "6x10", "20x1000"]
+)
+def test_typed_call_matches_the_dispatched_one(dtype, smoothing, shape, rng):
+    """The machine code called directly gives bit for bit what Numba's dispatch of the
+    same compilation gives, for every key the common forward uses (dtype, rows summed
+    whole or by tiles, with and without label smoothing; all below the suite's parallel
+    threshold), and the kernel's entry point was found (not the dispatcher fallback,
+    which would lose the time this saves)."""
+    n_rows, n_classes = shape
+    logits = make_logits(rng, shape, dtype)
+    target = make_labels(rng, (n_rows,), n_classes)
+    weight = rng.uniform(0.5, 2.0, n_classes)
+    weight[0] = 0.0
+    kwargs = {"weight": weight, "ignore_index": 1, "label_smoothing": smoothing}
+    first = fastxent.cross_entropy(logits, target, reduction="sum", **kwargs)  # fills the entry
+    typed = fastxent.cross_entropy(logits, target, reduction="sum", **kwargs)
+    row_weight = np.empty(n_classes, dtype) if smoothing else None
+    losses = np.empty(n_rows)
+    args = (logits, None, False, target, weight, row_weight, 1, smoothing, losses)
+    dispatched = xent.xent_sparse_forward.serial(*args)
+    assert first == typed == dtype(dispatched[2])
+    entry = _entry_point(xent.xent_sparse_forward.serial, args)
+    assert entry is not xent.xent_sparse_forward.serial
+    assert entry in xent.xent_sparse_forward._entry_points.values()
