@@ -69,11 +69,8 @@ from fastxent._kernels.rows import (
 )
 from fastxent._simd import exp_clamped, inline_into_callers
 
-# The forward takes in-cache rows of fewer than FORWARD_TILE_CLASSES classes by tiles,
-# batches of at least FORWARD_TILE_MIN_ROWS rows (a tile's scratch arrays cost more than
-# they save on a row or two).
+# The forward takes in-cache rows of fewer than FORWARD_TILE_CLASSES classes by tiles.
 FORWARD_TILE_CLASSES = 128
-FORWARD_TILE_MIN_ROWS = 4
 
 
 @row_helper
@@ -120,7 +117,7 @@ def xent_sparse_forward(
     weight_total = np.sum(weight)
     if row_weight is not None:
         row_cast_into(weight, row_weight)
-    if chained is None and n_classes < FORWARD_TILE_CLASSES and n_rows >= FORWARD_TILE_MIN_ROWS:
+    if chained is None and n_classes < FORWARD_TILE_CLASSES:
         _sparse_forward_tiles(
             logits, target, weight, row_weight, weight_total, ignore_index, smoothing, losses
         )
