@@ -16,20 +16,32 @@ from __future__ import annotations
 
 import functools
 import hashlib
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 
 
-def package_sources() -> list[Path]:
-    """The files whose code can end up inside a compiled kernel (and the compile options)."""
-    return sorted(
-        [*PACKAGE_DIR.glob("_kernels/*.py"), PACKAGE_DIR / "_simd.py", PACKAGE_DIR / "_config.py"]
+@functools.lru_cache(maxsize=1)
+def package_sources() -> tuple[Path, ...]:
+    """The files whose code can end up inside a compiled kernel (and the compile options).
+
+    Listed once per process (each of the ~70 compiled functions asks at import); their
+    contents are still stamped by modification time on every call (:func:`sources_stamp`).
+    """
+    return tuple(
+        sorted(
+            [
+                *PACKAGE_DIR.glob("_kernels/*.py"),
+                PACKAGE_DIR / "_simd.py",
+                PACKAGE_DIR / "_config.py",
+            ]
+        )
     )
 
 
-def sources_stamp(paths: list[Path]) -> bytes:
+def sources_stamp(paths: Sequence[Path]) -> bytes:
     """One SHA-256 over the names and contents of ``paths``, cached by their mtimes and sizes."""
     stats = [(path, path.stat()) for path in paths]
     return _hash_files(tuple((str(path), st.st_mtime_ns, st.st_size) for path, st in stats))
