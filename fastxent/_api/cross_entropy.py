@@ -13,7 +13,7 @@ from fastxent import _validate
 from fastxent._api.common import Loss, gradient_scale, reduce_losses, result_scalar
 from fastxent._kernels import xent as kernels
 from fastxent._kernels import xent_columns as column_kernels
-from fastxent._kernels.rows import rows_to_chain, streams_from_memory
+from fastxent._kernels.rows import chain_arguments
 from fastxent._layout import (
     columns_view,
     compute_dtype,
@@ -181,8 +181,7 @@ def _common_forward(
     losses: NDArray[np.float64] = np.empty(n_rows)
     if weight is None:
         weight = _validate.class_weight(None, logits.shape[1])
-    chained = rows_to_chain(logits)
-    streaming = chained is not None and streams_from_memory(logits)
+    chained, streaming = chain_arguments(logits)
     row_weight = _per_class_room(weight, label_smoothing, logits.dtype)
     # What sets the Numba types of the arguments below (_is_common_call fixed the rest).
     key = (logits.dtype, chained is None, row_weight is None)
@@ -301,8 +300,7 @@ def cross_entropy(
             )  # fmt: skip
         else:
             n_invalid, denominator, total = kernels.xent_sparse_forward(
-                rows.size, rows, rows_to_chain(rows), streams_from_memory(rows), problem.labels,
-                problem.weight,
+                rows.size, rows, *chain_arguments(rows), problem.labels, problem.weight,
                 _per_class_room(problem.weight, problem.smoothing, rows.dtype),
                 problem.ignore_index, problem.smoothing, losses,
             )  # fmt: skip
@@ -312,8 +310,8 @@ def cross_entropy(
         losses = np.empty(rows.shape[0])
         denominator, total = rows.shape[0], None
         kernels.xent_dense_forward(
-            rows.size, rows, rows_to_chain(rows), streams_from_memory(rows), problem.probabilities,
-            problem.weight, problem.smoothing, False, losses,
+            rows.size, rows, *chain_arguments(rows), problem.probabilities, problem.weight,
+            problem.smoothing, False, losses,
         )  # fmt: skip
     return reduce_losses(
         losses, problem.reduction, denominator, problem.log_base, problem.batch_shape,
@@ -388,8 +386,7 @@ def cross_entropy_with_grad(
             )  # fmt: skip
         else:
             n_invalid, denominator, total = kernels.xent_sparse_forward_backward(
-                rows.size, rows, rows_to_chain(rows), streams_from_memory(rows), problem.labels,
-                problem.weight,
+                rows.size, rows, *chain_arguments(rows), problem.labels, problem.weight,
                 _per_class_room(problem.weight, problem.smoothing, rows.dtype),
                 _per_class_room(problem.weight, problem.smoothing, rows.dtype),
                 problem.ignore_index, problem.smoothing, mean, problem.log_base, in_place,
@@ -403,8 +400,8 @@ def cross_entropy_with_grad(
         denominator, total = rows.shape[0], None
         scale = gradient_scale(problem.reduction, denominator, problem.log_base)
         kernels.xent_dense_forward_backward(
-            rows.size, rows, rows_to_chain(rows), streams_from_memory(rows), problem.probabilities,
-            problem.weight, problem.smoothing, scale, in_place, losses, grad_rows,
+            rows.size, rows, *chain_arguments(rows), problem.probabilities, problem.weight,
+            problem.smoothing, scale, in_place, losses, grad_rows,
         )  # fmt: skip
     loss = reduce_losses(
         losses, problem.reduction, denominator, problem.log_base, problem.batch_shape,

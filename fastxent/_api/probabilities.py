@@ -11,7 +11,7 @@ from fastxent import _validate
 from fastxent._api.common import Loss, reduce_losses
 from fastxent._kernels import probabilities as prob_kernels
 from fastxent._kernels import xent as xent_kernels
-from fastxent._kernels.rows import rows_to_chain, streams_from_memory
+from fastxent._kernels.rows import chain_arguments
 from fastxent._layout import compute_dtype, rows_target, rows_view
 
 
@@ -191,29 +191,12 @@ def kl_divergence(
         _validate.index_target(target_array, batch_shape, n_classes, ignore_index=None)
         labels = rows_target(target_array)
         xent_kernels.xent_sparse_forward(
-            rows.size,
-            rows,
-            rows_to_chain(rows),
-            streams_from_memory(rows),
-            labels,
-            ones,
-            None,
-            -1,
-            0.0,
-            losses,
+            rows.size, rows, *chain_arguments(rows), labels, ones, None, -1, 0.0, losses
         )
     else:
         _validate.same_shape(target_array, array.shape, "target", "logits")
         targets = rows_view(target_array, class_axis, compute_dtype(target_array.dtype))
         xent_kernels.xent_dense_forward(
-            rows.size,
-            rows,
-            rows_to_chain(rows),
-            streams_from_memory(rows),
-            targets,
-            ones,
-            0.0,
-            True,
-            losses,
+            rows.size, rows, *chain_arguments(rows), targets, ones, 0.0, True, losses
         )
     return reduce_losses(losses, mode, float(rows.shape[0]), log_base, batch_shape, rows.dtype)

@@ -9,7 +9,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from fastxent import _validate
 from fastxent._kernels import softmax as kernels
-from fastxent._kernels.rows import rows_to_chain, streams_from_memory
+from fastxent._kernels.rows import chain_arguments, rows_to_chain
 from fastxent._layout import compute_dtype, from_rows, rows_view
 
 
@@ -79,7 +79,7 @@ def log_softmax(x: ArrayLike, axis: int = -1) -> NDArray[np.floating[Any]]:
     _validate.classes(array.shape, class_axis, "x")
     rows = rows_view(array, class_axis, compute_dtype(array.dtype))
     out = np.empty_like(rows)
-    kernels.log_softmax_rows(rows.size, rows, rows_to_chain(rows), streams_from_memory(rows), out)
+    kernels.log_softmax_rows(rows.size, rows, *chain_arguments(rows), out)
     return from_rows(out, array.shape, class_axis)
 
 
@@ -115,6 +115,6 @@ def logsumexp(x: ArrayLike, axis: int = -1) -> NDArray[np.floating[Any]]:
     dtype = compute_dtype(array.dtype)
     rows = rows_view(array, class_axis, dtype)
     out = np.empty(rows.shape[0], dtype=np.float64)
-    kernels.logsumexp_rows(rows.size, rows, rows_to_chain(rows), streams_from_memory(rows), out)
+    kernels.logsumexp_rows(rows.size, rows, *chain_arguments(rows), out)
     batch_shape = array.shape[:class_axis] + array.shape[class_axis + 1 :]
     return out.reshape(batch_shape).astype(dtype)

@@ -450,6 +450,7 @@ def rows_to_chain(rows: np.ndarray) -> np.ndarray | None:
 
 def _last_level_cache_bytes() -> int:
     """The CPU's last-level cache in bytes, as Linux reports it (32 MiB where it does not)."""
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
     levels = {}
     for index in Path("/sys/devices/system/cpu/cpu0/cache").glob("index*"):
         try:
@@ -457,7 +458,6 @@ def _last_level_cache_bytes() -> int:
             size = (index / "size").read_text().strip()
         except (OSError, ValueError):
             continue
-        units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
         if size[:-1].isdigit() and size[-1] in units:
             levels[level] = int(size[:-1]) * units[size[-1]]
         elif size.isdigit():
@@ -477,6 +477,16 @@ def streams_from_memory(rows: np.ndarray) -> bool:
     fifth of the forward's time at 512 x 16384 and 256 x 32000 float32).
     """
     return rows.nbytes > STREAMING_MIN_BYTES
+
+
+def chain_arguments(rows: np.ndarray) -> tuple[np.ndarray | None, bool]:
+    """The chaining kernels' ``chained, streaming`` arguments for ``rows``.
+
+    :func:`rows_to_chain`, and :func:`streams_from_memory` where rows are chained (rows
+    summed whole never prefetch).
+    """
+    chained = rows_to_chain(rows)
+    return chained, chained is not None and streams_from_memory(rows)
 
 
 @row_helper
