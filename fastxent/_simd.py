@@ -12,7 +12,8 @@ here are written so that a loop calling them compiles to 256/512-bit SIMD code:
   not matter.
 - :func:`split_for_sum` splits float32 terms so that float32 vector lanes sum them as
   accurately as float64 would.
-- :func:`fmaximum` emits ``llvm.maximum``, which LLVM vectorises in reductions.
+- :func:`fmaximum` emits ``llvm.maximum``, which LLVM vectorises in reductions;
+  :func:`fmax_unchecked` is its cheaper sibling for maxima whose ``nan`` nobody reads.
 
 Each primitive also runs as plain Python (``NUMBA_DISABLE_JIT=1``) with the same meaning.
 """
@@ -100,6 +101,42 @@ def fmaximum(a: float, b: float) -> float:
 def _fmaximum_jit(a, b):
     if isinstance(a, types.Float) and a == b:
         return lambda a, b: _maximum(a, b)
+    return None
+
+
+@intrinsic
+def _maximum_of_numbers(typingctx, a, b):
+    """``llvm.maxnum`` with ``nnan``: a bare ``vmaxps``, whatever it makes of a ``nan``."""
+    if not (isinstance(a, types.Float) and a == b):
+        return None
+
+    def codegen(context, builder, signature, args):
+        value_type = context.get_value_type(a)
+        function_type = ir.FunctionType(value_type, [value_type, value_type])
+        name = "llvm.maxnum.f32" if a == types.float32 else "llvm.maxnum.f64"
+        function = cgutils.get_or_insert_function(builder.module, function_type, name)
+        return builder.call(function, args, fastmath=("nnan", "nsz"))
+
+    return a(a, b), codegen
+
+
+def fmax_unchecked(a: float, b: float) -> float:
+    """Larger of ``a`` and ``b``; if either is ``nan``, unspecified (either one, or ``nan``).
+
+    :func:`fmaximum` without its ``nan`` fix-up: a reduction of it is one ``vmaxps`` per
+    vector, where :func:`fmaximum` adds a compare and a masked move. Only for maxima that
+    matter solely when no ``nan`` is present. The row kernels take the next row's max in
+    the exp-sum's loop this way (2 of its ~25 instructions per 16 float32; forward
+    1024 x 128256 0.97x the time): a ``nan`` in that row makes its own exp-sum ``nan``
+    whatever its max, and with it every output of the row.
+    """
+    return a if a > b else b
+
+
+@overload(fmax_unchecked, jit_options={"fastmath": set(PRIMITIVE_FASTMATH)})
+def _fmax_unchecked_jit(a, b):
+    if isinstance(a, types.Float) and a == b:
+        return lambda a, b: _maximum_of_numbers(a, b)
     return None
 
 

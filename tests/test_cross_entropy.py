@@ -779,6 +779,40 @@ def test_gradient_by_chains_matches_reference(
 
 @pytest.mark.parametrize(("dtype", "rtol", "atol"), NATIVE_TOLERANCES)
 @pytest.mark.parametrize("in_place", [False, True], ids=["fresh", "in-place"])
+@pytest.mark.parametrize("kind", ["index", "probability"])
+@pytest.mark.parametrize("shape", [(100, 2500), (64, 1300)], ids=["2500", "1300"])
+def test_nan_rows_in_chains_give_nan_gradient_rows_only(
+    dtype, rtol, atol, in_place, kind, shape, streaming, rng
+):
+    """A row of a chain gets its max from the previous row's exp-sum loop, which does not
+    check for ``nan`` (``fmax_unchecked``): a ``nan`` there, in the vector loop or in its
+    remainder, must still make that row's loss and gradient ``nan``, and leave the other
+    rows exact (the next row's max comes from the ``nan`` row's loop too)."""
+    n_rows, n_classes = shape
+    logits = make_logits(rng, shape, dtype)
+    logits[3, n_classes - 1] = np.nan  # in the remainder of the vector loop
+    logits[5, n_classes // 3] = np.nan  # mid-row
+    logits[6, 0] = np.nan  # where the next row's max starts
+    logits[7, 7] = 100.0  # after a nan row: its shift must still be its own max
+    if kind == "index":
+        target = make_labels(rng, (n_rows,), n_classes)
+    else:
+        target = make_probabilities(rng, shape, dtype=dtype)
+    expected_losses = reference.cross_entropy(logits, target, reduction="none")
+    ref_loss, ref_grad = reference.cross_entropy_with_grad(logits, target, reduction="sum")
+    losses = fastxent.cross_entropy(logits, target, reduction="none")
+    out = logits if in_place else None
+    loss, grad = fastxent.cross_entropy_with_grad(logits, target, reduction="sum", out=out)
+    bad = [3, 5, 6]
+    assert np.isnan(losses[bad]).all() and np.isnan(loss)
+    assert np.isnan(grad[bad]).all()
+    check_loss(losses, expected_losses, dtype, rtol, atol, "none", (n_rows,))
+    assert_result(grad, ref_grad, dtype, rtol, atol)
+    assert np.isfinite(np.delete(grad, bad, axis=0)).all()
+
+
+@pytest.mark.parametrize(("dtype", "rtol", "atol"), NATIVE_TOLERANCES)
+@pytest.mark.parametrize("in_place", [False, True], ids=["fresh", "in-place"])
 @pytest.mark.parametrize("options", ["plain", "options"])
 @pytest.mark.parametrize(
     "shape",

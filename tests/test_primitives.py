@@ -14,7 +14,13 @@ import pytest
 from numba import njit
 
 from fastxent._kernels.rows import row_exp_sum, row_exp_sum_gap_and_max, row_max
-from fastxent._simd import exp_clamped, exp_nonpositive, log_positive, split_for_sum
+from fastxent._simd import (
+    exp_clamped,
+    exp_nonpositive,
+    fmax_unchecked,
+    log_positive,
+    split_for_sum,
+)
 
 FLOAT32_TINY = float(np.finfo(np.float32).tiny)
 
@@ -43,6 +49,15 @@ def _terms(row, shift):
     for c in range(row.size):
         out[c] = np.float64(exp_clamped(row[c] - shift))
     return out
+
+
+@njit(fastmath={"reassoc", "nsz"})
+def _unchecked_max(values, start):
+    # As the kernels use it: a reduction LLVM vectorises (reassoc), start included.
+    largest = start
+    for i in range(values.size):
+        largest = fmax_unchecked(largest, values[i])
+    return largest
 
 
 @njit
@@ -160,9 +175,12 @@ def test_row_exp_sum_gap_and_max(dtype, size, streaming):
         assert abs(total - exact) <= 1e-14 * exact
         assert gap == pytest.approx(exact_gap, rel=1e-5 if dtype == np.float32 else 1e-12)
         assert largest == 50.0
+        # A nan in the following row leaves its max unspecified: that row's own exp-sum
+        # with it must be nan.
         spoiled = following.copy()
         spoiled[position] = np.nan
-        assert math.isnan(row_exp_sum_gap_and_max(row, top, None, spoiled, streaming)[2])
+        shift = row_exp_sum_gap_and_max(row, top, None, spoiled, streaming)[2]
+        assert math.isnan(row_exp_sum_gap_and_max(spoiled, shift, None, row, streaming)[0])
     lowest = np.full(size, -np.inf, dtype)
     total, gap, largest = row_exp_sum_gap_and_max(row, top, None, lowest, streaming)
     assert abs(total - exact) <= 1e-14 * exact and gap == 0.0 and largest == -np.inf
@@ -185,6 +203,25 @@ def test_row_max_matches_numpy_and_propagates_nan(dtype, size):
         spoiled[position] = np.nan
         assert math.isnan(row_max(spoiled))
     assert row_max(np.full(size, -np.inf, dtype)) == -np.inf
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("size", [0, 1, 15, 16, 17, 64, 100, 1000, 4099])
+def test_fmax_unchecked_reduction_matches_numpy(dtype, size):
+    # The vector body, its remainder and the tree reduction, for numbers (with a nan the
+    # result is unspecified): the maximum wherever it sits, and +-inf.
+    rng = np.random.default_rng(size)
+    row = rng.standard_normal(size).astype(dtype)
+    start = dtype(-np.inf)
+    assert _unchecked_max(row, start) == (row.max() if size else start)
+    for position in sorted({0, size // 2, max(0, size - 1)} if size else set()):
+        peaked = row.copy()
+        peaked[position] = 50.0
+        assert _unchecked_max(peaked, start) == 50.0
+        peaked[position] = np.inf
+        assert _unchecked_max(peaked, start) == np.inf
+    assert _unchecked_max(np.full(size, -np.inf, dtype), dtype(-5.0)) == -5.0
+    assert fmax_unchecked(dtype(2.0), dtype(-3.0)) == 2.0  # the plain Python version
 
 
 def test_log_positive_within_1_ulp_of_extended_precision():
