@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -69,3 +72,42 @@ def test_info_prints_the_threading_facts(capsys):
         assert f"{fact}: " in out
     # The test suite runs with FASTXENT_PARALLEL_MIN_ELEMENTS=32768 (conftest.py).
     assert "parallel from: 32768 elements" in out
+
+
+STREAMING_SCRIPT = """
+import numpy as np
+from fastxent import cli
+from fastxent._kernels.rows import streams_from_memory
+print(streams_from_memory(np.zeros((4, 300), np.float32)))
+cli.main(["info"])
+"""
+
+
+def _run_with_streaming_setting(value: str) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, FASTXENT_STREAMING_MIN_BYTES=value)
+    return subprocess.run(
+        [sys.executable, "-W", "always", "-c", STREAMING_SCRIPT],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_streaming_threshold_from_the_environment():
+    # 4 x 300 float32 is 4800 bytes: streamed above 4799, not above 4800.
+    result = _run_with_streaming_setting("4799")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("True\n")
+    assert "prefetch above: 0.00457668 MiB inputs (FASTXENT_STREAMING_MIN_BYTES)" in result.stdout
+    result = _run_with_streaming_setting("4800")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("False\n")
+
+
+def test_invalid_streaming_threshold_warns_and_keeps_the_cache_size():
+    result = _run_with_streaming_setting("big")
+    assert result.returncode == 0, result.stderr
+    assert "FASTXENT_STREAMING_MIN_BYTES='big' is not a number of bytes" in result.stderr
+    assert result.stdout.startswith("False\n")
+    assert "MiB inputs (last-level cache)" in result.stdout

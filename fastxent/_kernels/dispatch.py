@@ -21,14 +21,13 @@ versions compile lazily, on first use, and are cached on disk.
 from __future__ import annotations
 
 import functools
-import os
-import warnings
 from collections.abc import Callable
 from typing import Any
 
 import numba
 
 from fastxent._config import parallel_kernel, serial_kernel
+from fastxent._environment import integer_setting
 from fastxent._threading import (
     exclusive_layer,
     launched_layer,
@@ -43,29 +42,9 @@ PARALLEL_MIN_ELEMENTS = 1 << 15
 PARALLEL_MIN_ELEMENTS_BY_LAYER = {"tbb": 1 << 17, "workqueue": 1 << 17}
 # Set to a number of elements to use that threshold under every layer (tests, tuning).
 THRESHOLD_ENV = "FASTXENT_PARALLEL_MIN_ELEMENTS"
-
-
-def _threshold_from_environment() -> int | None:
-    """``THRESHOLD_ENV`` as a non-negative int, ``None`` if unset (a warning if invalid)."""
-    text = os.environ.get(THRESHOLD_ENV, "").strip()
-    if not text:
-        return None
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        warnings.warn(
-            f"{THRESHOLD_ENV}={text!r} is not a number of elements (an integer >= 0); "
-            "using fastxent's default thresholds",
-            RuntimeWarning,
-            stacklevel=2,
-        )
-        return None
-    return value
-
-
-_THRESHOLD_OVERRIDE = _threshold_from_environment()
+_THRESHOLD_OVERRIDE = integer_setting(
+    THRESHOLD_ENV, "a number of elements", "fastxent's default thresholds"
+)
 # Below this size no layer runs in parallel: checked first, before asking for the layer.
 _SMALLEST_PARALLEL = PARALLEL_MIN_ELEMENTS if _THRESHOLD_OVERRIDE is None else _THRESHOLD_OVERRIDE
 

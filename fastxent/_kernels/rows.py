@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from fastxent._config import primitive, row_helper
+from fastxent._environment import integer_setting
 from fastxent._simd import (
     exp_clamped,
     exp_nonpositive,
@@ -466,8 +467,17 @@ def _last_level_cache_bytes() -> int:
     return levels[max(levels)] if levels else 32 << 20
 
 
+# Set to a number of bytes to prefetch on inputs larger than that instead (hosts whose
+# sysfs misreports the cache, tuning).
+STREAMING_ENV = "FASTXENT_STREAMING_MIN_BYTES"
+_STREAMING_OVERRIDE = integer_setting(
+    STREAMING_ENV, "a number of bytes", "the last-level cache's size"
+)
 # Inputs larger than this come from memory, not from a cache (streams_from_memory).
-STREAMING_MIN_BYTES = _last_level_cache_bytes()
+if _STREAMING_OVERRIDE is None:
+    STREAMING_MIN_BYTES, STREAMING_SOURCE = _last_level_cache_bytes(), "last-level cache"
+else:
+    STREAMING_MIN_BYTES, STREAMING_SOURCE = _STREAMING_OVERRIDE, STREAMING_ENV
 
 
 def streams_from_memory(rows: np.ndarray) -> bool:
