@@ -21,6 +21,7 @@ Each primitive also runs as plain Python (``NUMBA_DISABLE_JIT=1``) with the same
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 from llvmlite import ir
@@ -63,22 +64,32 @@ def _float_to_bits(typingctx, value):
     return result_type(value), codegen
 
 
-@intrinsic
-def _maximum(typingctx, a, b):
-    """``llvm.maximum``: the larger of two floats, ``nan`` if either is ``nan``."""
-    if not (isinstance(a, types.Float) and a == b):
-        return None
+def _llvm_float_pair_intrinsic(operation: str, flags: tuple[str, ...]) -> Any:
+    """An intrinsic calling ``llvm.<operation>`` on two floats of one type, with ``flags``."""
 
-    def codegen(context, builder, signature, args):
-        value_type = context.get_value_type(a)
-        function_type = ir.FunctionType(value_type, [value_type, value_type])
-        name = "llvm.maximum.f32" if a == types.float32 else "llvm.maximum.f64"
-        function = cgutils.get_or_insert_function(builder.module, function_type, name)
-        # nsz: the sign of a zero result may be either zero's. Without it x86 orders -0
-        # below +0 with two more instructions per vector, on the loop's dependency chain.
-        return builder.call(function, args, fastmath=("nsz",))
+    def typer(typingctx, a, b):
+        if not (isinstance(a, types.Float) and a == b):
+            return None
 
-    return a(a, b), codegen
+        def codegen(context, builder, signature, args):
+            value_type = context.get_value_type(a)
+            function_type = ir.FunctionType(value_type, [value_type, value_type])
+            name = f"llvm.{operation}.{'f32' if a == types.float32 else 'f64'}"
+            function = cgutils.get_or_insert_function(builder.module, function_type, name)
+            return builder.call(function, args, fastmath=flags)
+
+        return a(a, b), codegen
+
+    typer.__name__ = typer.__qualname__ = f"_llvm_{operation}"
+    return intrinsic(typer)
+
+
+# The larger of two floats, nan if either is nan. nsz: the sign of a zero result may be
+# either zero's; without it x86 orders -0 below +0 with two more instructions per vector,
+# on the loop's dependency chain.
+_maximum = _llvm_float_pair_intrinsic("maximum", ("nsz",))
+# A bare vmaxps, whatever it makes of a nan (nnan: LLVM may assume there is none).
+_maximum_of_numbers = _llvm_float_pair_intrinsic("maxnum", ("nnan", "nsz"))
 
 
 def fmaximum(a: float, b: float) -> float:
@@ -102,22 +113,6 @@ def _fmaximum_jit(a, b):
     if isinstance(a, types.Float) and a == b:
         return lambda a, b: _maximum(a, b)
     return None
-
-
-@intrinsic
-def _maximum_of_numbers(typingctx, a, b):
-    """``llvm.maxnum`` with ``nnan``: a bare ``vmaxps``, whatever it makes of a ``nan``."""
-    if not (isinstance(a, types.Float) and a == b):
-        return None
-
-    def codegen(context, builder, signature, args):
-        value_type = context.get_value_type(a)
-        function_type = ir.FunctionType(value_type, [value_type, value_type])
-        name = "llvm.maxnum.f32" if a == types.float32 else "llvm.maxnum.f64"
-        function = cgutils.get_or_insert_function(builder.module, function_type, name)
-        return builder.call(function, args, fastmath=("nnan", "nsz"))
-
-    return a(a, b), codegen
 
 
 def fmax_unchecked(a: float, b: float) -> float:
