@@ -117,7 +117,11 @@ def _info() -> int:
 
     from fastxent import _threading
     from fastxent._kernels.dispatch import parallel_min_elements
-    from fastxent._kernels.rows import STREAMING_MIN_BYTES, STREAMING_SOURCE
+    from fastxent._kernels.rows import (
+        PREFETCH_MIN_CLASSES,
+        STREAMING_MIN_BYTES,
+        STREAMING_SOURCE,
+    )
     from fastxent._simd import vector_width_bits
 
     facts = _system()
@@ -127,7 +131,10 @@ def _info() -> int:
     cache_dir = numba.config.CACHE_DIR  # type: ignore[attr-defined]
     facts["cache directory"] = cache_dir or "next to the package (__pycache__)"
     facts["SIMD width"] = f"{vector_width_bits()} bits"
-    facts["prefetch above"] = f"{STREAMING_MIN_BYTES / 2**20:g} MiB inputs ({STREAMING_SOURCE})"
+    facts["prefetch above"] = (
+        f"{STREAMING_MIN_BYTES / 2**20:g} MiB inputs ({STREAMING_SOURCE}),"
+        f" rows of {PREFETCH_MIN_CLASSES}+ classes"
+    )
     for key, value in facts.items():
         print(f"{key:>20}: {value}")
     return 0

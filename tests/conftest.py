@@ -141,8 +141,9 @@ def rng() -> np.random.Generator:
 def streaming(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> bool:
     """Both ways of taking rows from memory: as if the input fit in the last-level cache,
     and as if it streamed from memory (the exp-sums then prefetch the next row, in shorter
-    blocks; ``fastxent._kernels.rows.streams_from_memory``)."""
+    blocks; ``fastxent._kernels.rows.chain_arguments``), here whatever the row length."""
     from fastxent._kernels import rows
 
     monkeypatch.setattr(rows, "STREAMING_MIN_BYTES", -1 if request.param else 1 << 62)
+    monkeypatch.setattr(rows, "PREFETCH_MIN_CLASSES", 0)
     return bool(request.param)

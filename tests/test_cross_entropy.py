@@ -688,6 +688,29 @@ def test_forward_by_tiles_matches_reference(dtype, rtol, atol, options, shape, r
     np.testing.assert_array_equal(logits, before)
 
 
+@pytest.mark.parametrize(
+    ("shape", "dtype", "expected"),
+    [
+        ((1024, 2000), np.float32, False),  # chained, from memory, rows too short
+        ((256, 4095), np.float32, False),
+        ((256, 4096), np.float32, True),
+        ((64, 32000), np.float32, True),
+        ((64, 32000), np.float64, True),  # the kernels decide by dtype (float32 only)
+        ((16384, 100), np.float32, False),  # rows summed whole, never chained
+    ],
+)
+def test_only_long_rows_from_memory_prefetch(monkeypatch, shape, dtype, expected):
+    from fastxent._kernels import rows
+
+    monkeypatch.setattr(rows, "STREAMING_MIN_BYTES", 1 << 20)
+    logits = np.zeros(shape, dtype)
+    chained, streaming = rows.chain_arguments(logits)
+    assert streaming is expected
+    assert (chained is None) == (shape[1] == 100)
+    monkeypatch.setattr(rows, "STREAMING_MIN_BYTES", logits.nbytes)  # now in cache
+    assert rows.chain_arguments(logits)[1] is False
+
+
 @pytest.mark.parametrize(("dtype", "rtol", "atol"), NATIVE_TOLERANCES)
 @pytest.mark.parametrize("options", ["plain", "options"])
 @pytest.mark.parametrize(
