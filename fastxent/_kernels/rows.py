@@ -618,6 +618,25 @@ def row_exp_sum_and_max(row, shift, following, streaming):
 
 
 @row_helper
+def row_prefetch(row):
+    """Ask for every cache line of ``row`` (into L2) without waiting for them.
+
+    For a row that a kernel skips among rows it reads from memory one after another (an
+    ignored label): the gap otherwise breaks the hardware prefetcher's stream, and the rows
+    after it wait for memory. The gradient of 8192 and 16384 rows of 1000 float32 classes
+    (into ``out=``, one and two threads) with 15 % of the labels ignored at random took
+    1.07-1.17x the time of no label ignored without this, 0.91-1.08x with it; every tenth
+    ignored, 1.18-1.26x and 1.00-1.19x. (In a stripped-down copy of the loop, ordinary
+    loads of the skipped row did as well as the prefetches; zeroing its gradient with
+    ordinary stores instead of ``memset`` changed nothing.)
+    """
+    inline_into_callers()
+    line = CACHE_LINE_BYTES // row.itemsize
+    for c in range(0, row.size, line):
+        prefetch(row, c)
+
+
+@row_helper
 def row_max_or(row, default):
     """``row_max(row)``, or ``default`` when ``row`` is ``None``."""
     inline_into_callers()

@@ -51,6 +51,7 @@ from fastxent._kernels.rows import (
     row_kl_divergence,
     row_max,
     row_max_or,
+    row_prefetch,
     row_scale,
     row_scale_and_subtract,
     row_subtract_target,
@@ -273,11 +274,12 @@ def _sparse_forward_backward_rows_once(
     for i in prange(n_rows):
         label = target[i]
         out = grad[i]
+        row = logits[i]
         if label == ignore_index:
+            row_prefetch(row)  # read it anyway: a gap slows the rows after it
             losses[i] = 0.0
             out[:] = 0.0
             continue
-        row = logits[i]
         top = row_max(row)
         target_logit = row[label]
         gap = 0.0
