@@ -1,13 +1,14 @@
-"""Small inputs of the common call skip Numba's dispatch (``RowKernel.run_typed``)."""
+"""Common calls that run serially skip Numba's dispatch (``RowKernel.run_typed``)."""
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 import pytest
 from conftest import make_labels, make_logits
 
 import fastxent
-from fastxent._kernels import xent
+from fastxent._kernels import rows, xent
 from fastxent._kernels.dispatch import _entry_point
 
 
@@ -38,3 +39,28 @@ def test_typed_call_matches_the_dispatched_one(dtype, smoothing, shape, rng):
     entry = _entry_point(xent.xent_sparse_forward.serial, args)
     assert entry is not xent.xent_sparse_forward.serial
     assert entry in xent.xent_sparse_forward._entry_points.values()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(64, 1000), (700, 1000)], ids=["in-cache", "chained"])
+def test_typed_call_of_large_inputs_that_run_serially(dtype, shape, rng):
+    """Inputs above the smallest parallel size that still run serially (here: one thread)
+    skip the dispatch too, also where rows are chained (another key), and give what the
+    dispatched serial compilation gives."""
+    n_rows, n_classes = shape
+    logits = make_logits(rng, shape, dtype)
+    target = make_labels(rng, (n_rows,), n_classes)
+    kernel = xent.xent_sparse_forward
+    before = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        first = fastxent.cross_entropy(logits, target, reduction="sum")
+        typed = fastxent.cross_entropy(logits, target, reduction="sum")
+    finally:
+        numba.set_num_threads(before)
+    chained, streaming = rows.chain_arguments(logits)
+    assert (chained is None) == (shape == (64, 1000))
+    weight, losses = np.ones(n_classes), np.empty(n_rows)
+    args = (logits, chained, streaming, target, weight, None, -100, 0.0, losses)
+    assert first == typed == dtype(kernel.serial(*args)[2])
+    assert _entry_point(kernel.serial, args) in kernel._entry_points.values()
