@@ -69,9 +69,7 @@ def _runs_serially(n_elements: int) -> bool:
     """Whether an input of ``n_elements`` takes the serial compilation of a row kernel."""
     # The size tests first: asking Numba for the thread count takes ~0.8 us.
     return (
-        n_elements < _SMALLEST_PARALLEL
-        or n_elements < _layer_threshold()
-        or parallel_threads() < 2
+        n_elements < _SMALLEST_PARALLEL or n_elements < _layer_threshold() or parallel_threads() < 2
     )
 
 

@@ -420,13 +420,43 @@ def _exp_sum_masked_into(block, shift, skip, high, low):
 
 @row_helper
 def _block_gap(block, shift, weight):
-    """``sum_c weight[c] * (shift - block[c])`` in float64, summed in the block's dtype."""
+    """``sum_c weight[c] * (shift - block[c])`` in float64, summed in the block's dtype.
+
+    A remainder after the vector loop is one more masked vector pass over the block's
+    last ``SUM_VECTOR`` elements, as in :func:`_block_exp_sum`.
+    """
+    inline_into_callers()
+    size = block.size
+    main = size - size % SUM_VECTOR
+    zero = block.dtype.type(0.0)
+    if size < SUM_VECTOR or main == size:
+        return np.float64(_gap_into(block, shift, weight, zero))
+    gap = _gap_into(block[:main], shift, weight[:main], zero)
+    tail = size - SUM_VECTOR
+    return np.float64(_gap_masked_into(block[tail:], shift, weight[tail:], main - tail, gap))
+
+
+@row_helper
+def _gap_into(block, shift, weight, gap):
+    """Add ``sum_c weight[c] * (shift - block[c])`` to ``gap``, in the block's dtype."""
     inline_into_callers()
     use_512bit_vectors()
-    gap = block.dtype.type(0.0)
     for c in range(block.size):
         gap -= weight[c] * (block[c] - shift)
-    return np.float64(gap)
+    return gap
+
+
+@row_helper
+def _gap_masked_into(block, shift, weight, skip, gap):
+    """:func:`_gap_into` of the elements ``block[skip:]``, looping over all of ``block``."""
+    inline_into_callers()
+    use_512bit_vectors()
+    for c in range(block.size):
+        term = weight[c] * (block[c] - shift)
+        if c < skip:
+            term = block.dtype.type(0.0)
+        gap -= term
+    return gap
 
 
 @row_helper
@@ -584,13 +614,17 @@ def row_exp_sum_gap_and_max(row, shift, weight, following, streaming):
         stop = min(start + block, main)
         for c in range(start + ahead, min(stop + ahead, reach), line):
             prefetch(following, c)
-        high, low, top = _exp_sum_and_max_into(
-            row[start:stop], shift, following[start:stop], zero, zero, top
-        )
+        if weight is None:
+            high, low, top = _exp_sum_and_max_into(
+                row[start:stop], shift, following[start:stop], zero, zero, top
+            )
+        else:
+            high, low, block_gap, top = _exp_sum_gap_and_max_into(
+                row[start:stop], shift, weight[start:stop], following[start:stop], zero, top
+            )
+            gap += np.float64(block_gap)
         block_sum = np.float64(high) + np.float64(low)
         total, compensation = neumaier_add(total, compensation, block_sum)
-        if weight is not None:
-            gap += _block_gap(row[start:stop], shift, weight[start:stop])
     if main < size:
         # The remainder as in _block_exp_sum: one more pass over the last SUM_VECTOR.
         tail = size - SUM_VECTOR
@@ -599,7 +633,7 @@ def row_exp_sum_gap_and_max(row, shift, weight, following, streaming):
         total, compensation = neumaier_add(total, compensation, block_sum)
         top = _max_into(following[tail:], top)
         if weight is not None:
-            gap += _block_gap(row[main:], shift, weight[main:])
+            gap += np.float64(_gap_masked_into(row[tail:], shift, weight[tail:], main - tail, zero))
     return total + compensation, gap, top
 
 
@@ -643,6 +677,27 @@ def row_max_or(row, default):
     if row is None:
         return default
     return row_max(row)
+
+
+@row_helper
+def _exp_sum_gap_and_max_into(block, shift, weight, following, zero, top):
+    """:func:`_exp_sum_and_max_into` from ``zero`` sums, and :func:`_gap_into`, in one loop.
+
+    ``(high, low, gap, top)``. One sweep: label smoothing's sum in a pass of its own
+    after each block kept the memory idle while it ran (the next row's loads are in the
+    exp-sum's loop).
+    """
+    inline_into_callers()
+    use_512bit_vectors()
+    high = low = gap = zero
+    for c in range(block.size):
+        shifted = block[c] - shift
+        term_high, term_low = split_for_sum(exp_clamped(shifted))
+        high += term_high
+        low += term_low
+        gap -= weight[c] * shifted
+        top = fmax_unchecked(top, following[c])
+    return high, low, gap, top
 
 
 @row_helper
