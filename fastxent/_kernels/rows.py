@@ -586,7 +586,8 @@ def row_exp_sum_gap_and_max(row, shift, weight, following, streaming):
     The row goes in blocks of ``CHAIN_BLOCK`` elements, each summed in vector lanes as in
     :func:`row_exp_sum_and_gap`; the block sums are added in float64 with compensation
     (:func:`neumaier_add`), so that float64 rows of 2**18 classes sum as accurately as in
-    one vector loop.
+    one vector loop. With ``weight`` (label smoothing), the gap is summed in the same loop
+    (:func:`_exp_sum_gap_and_max_into`).
 
     With ``streaming`` (:func:`streams_from_memory`), float32 rows go in blocks of
     ``PREFETCH_BLOCK`` and prefetch ``following`` ``PREFETCH_AHEAD_BYTES`` ahead: the
