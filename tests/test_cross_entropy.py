@@ -688,6 +688,37 @@ def test_forward_by_tiles_matches_reference(dtype, rtol, atol, options, shape, r
     np.testing.assert_array_equal(logits, before)
 
 
+@pytest.mark.parametrize(("dtype", "rtol", "atol"), NATIVE_TOLERANCES)
+@pytest.mark.parametrize("shape", [(700, 1000), (100, 2500)], ids=["1000", "2500"])
+def test_smoothing_in_chains_with_masked_classes(dtype, rtol, atol, shape, streaming, rng):
+    """Rows from memory sum label smoothing's term in the exp-sum's loop and its remainder
+    in a masked pass over the row's last 64 classes, which overlaps classes already
+    summed: ``-inf`` there under a zero weight must add nothing (not ``nan``), under a
+    non-zero weight make the loss ``inf``, counted once either way."""
+    n_rows, n_classes = shape
+    logits = make_logits(rng, shape, dtype)
+    target = make_labels(rng, (n_rows,), n_classes)
+    target[target >= n_classes - 64] = 0  # targets stay finite
+    weight = rng.uniform(0.5, 2.0, n_classes)
+    weight[::3] = 0.0
+    main = n_classes - n_classes % 64
+    overlap = n_classes - 64 + 3 * np.arange(4)  # summed by the vector loop, then masked
+    tail = main + 3 * np.arange(min(4, (n_classes - main) // 3))  # summed by the masked pass
+    for row, columns in enumerate((overlap, tail, overlap[:1], tail[:1])):
+        logits[row, columns] = -np.inf  # zero weights (every third class)
+        logits[row + 4, columns + 1] = -np.inf  # non-zero weights
+    logits[10, main - 1] = np.nan
+    target[::7] = -100
+    kwargs = {"weight": weight, "label_smoothing": 0.2}
+    losses = fastxent.cross_entropy(logits, target, reduction="none", **kwargs)
+    expected = reference.cross_entropy(logits, target, reduction="none", **kwargs)
+    masked_weight = [weight[logits[r] == -np.inf].sum() for r in range(8)]
+    assert [np.isinf(losses[r]) for r in range(8)] == [
+        target[r] != -100 and w > 0 for r, w in enumerate(masked_weight)
+    ]
+    check_loss(losses, expected, dtype, rtol, atol, "none", (n_rows,))
+
+
 @pytest.mark.parametrize(
     ("shape", "dtype", "expected"),
     [
