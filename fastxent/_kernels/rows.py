@@ -615,15 +615,11 @@ def row_exp_sum_gap_and_max(row, shift, weight, following, streaming):
         stop = min(start + block, main)
         for c in range(start + ahead, min(stop + ahead, reach), line):
             prefetch(following, c)
-        if weight is None:
-            high, low, top = _exp_sum_and_max_into(
-                row[start:stop], shift, following[start:stop], zero, zero, top
-            )
-        else:
-            high, low, block_gap, top = _exp_sum_gap_and_max_into(
-                row[start:stop], shift, weight[start:stop], following[start:stop], zero, top
-            )
-            gap += np.float64(block_gap)
+        block_weight = None if weight is None else weight[start:stop]
+        high, low, block_gap, top = _exp_sum_gap_and_max_into(
+            row[start:stop], shift, block_weight, following[start:stop], zero, top
+        )
+        gap += np.float64(block_gap)
         block_sum = np.float64(high) + np.float64(low)
         total, compensation = neumaier_add(total, compensation, block_sum)
     if main < size:
@@ -682,11 +678,13 @@ def row_max_or(row, default):
 
 @row_helper
 def _exp_sum_gap_and_max_into(block, shift, weight, following, zero, top):
-    """:func:`_exp_sum_and_max_into` from ``zero`` sums, and :func:`_gap_into`, in one loop.
+    """``(high, low, gap, top)`` of ``block`` in one loop, the sums starting from ``zero``.
 
-    ``(high, low, gap, top)``. One sweep: label smoothing's sum in a pass of its own
-    after each block kept the memory idle while it ran (the next row's loads are in the
-    exp-sum's loop).
+    :func:`_exp_sum_into`'s split exp-sum, ``max(top, max(following))`` (``fmax_unchecked``:
+    unspecified if ``following`` holds a ``nan``) and, unless ``weight`` is ``None`` (then
+    the gap is ``zero`` and the compiled loop holds no code for it), :func:`_gap_into`'s
+    sum from the same ``z - m``. Label smoothing's sum in a pass of its own after each
+    block kept the memory idle while it ran (the next row's loads are in this loop).
     """
     inline_into_callers()
     use_512bit_vectors()
@@ -696,25 +694,10 @@ def _exp_sum_gap_and_max_into(block, shift, weight, following, zero, top):
         term_high, term_low = split_for_sum(exp_clamped(shifted))
         high += term_high
         low += term_low
-        gap -= weight[c] * shifted
+        if weight is not None:
+            gap -= weight[c] * shifted
         top = fmax_unchecked(top, following[c])
     return high, low, gap, top
-
-
-@row_helper
-def _exp_sum_and_max_into(block, shift, following, high, low, top):
-    """:func:`_exp_sum_into` of ``block``, and ``max(top, max(following))``, in one loop.
-
-    The max is ``fmax_unchecked``'s: unspecified if ``following`` holds a ``nan``.
-    """
-    inline_into_callers()
-    use_512bit_vectors()
-    for c in range(block.size):
-        term_high, term_low = split_for_sum(exp_clamped(block[c] - shift))
-        high += term_high
-        low += term_low
-        top = fmax_unchecked(top, following[c])
-    return high, low, top
 
 
 @row_helper
