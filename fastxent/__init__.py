@@ -2,8 +2,12 @@
 
 Numba-compiled kernels that fuse max-subtraction, exp-sum, log and label-gather (and the
 gradient ``softmax - onehot``) into one sweep over each row. ``fastxent.reference`` holds
-plain NumPy implementations of every function: the executable specification.
+plain NumPy implementations of every function: the executable specification; it is
+imported on first use of ``fastxent.reference``.
 """
+
+import importlib
+from types import ModuleType
 
 from fastxent._api.binary import binary_cross_entropy, binary_cross_entropy_with_grad
 from fastxent._api.cross_entropy import cross_entropy, cross_entropy_with_grad
@@ -25,3 +29,14 @@ __all__ = [
     "logsumexp",
     "softmax",
 ]
+
+
+def __getattr__(name: str) -> ModuleType:
+    # ``fastxent.reference`` without an import of its own, loaded only when first used.
+    if name == "reference":
+        return importlib.import_module("fastxent.reference")
+    raise AttributeError(f"module 'fastxent' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*__all__, "reference"])

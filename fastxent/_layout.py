@@ -9,6 +9,7 @@ non-contiguous, float16, or another dtype).
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -37,10 +38,35 @@ def rows_view(x: NDArray[Any], axis: int, dtype: np.dtype[Any]) -> NDArray[Any]:
     if moved.ndim == 2 and moved.dtype == dtype and moved.flags.c_contiguous:
         rows = moved
     else:
-        rows = np.ascontiguousarray(moved.reshape(-1, n_classes), dtype=dtype)
+        n_rows = math.prod(moved.shape[:-1])  # (not -1: an empty class axis has no rows' size)
+        rows = np.ascontiguousarray(moved.reshape(n_rows, n_classes), dtype=dtype)
     if not rows.flags.writeable:
         rows = _writable_alias(rows)
     return rows
+
+
+def groups_view(x: NDArray[Any], axes: tuple[int, ...], dtype: np.dtype[Any]) -> NDArray[Any]:
+    """``x`` as ``(R, K)`` C-contiguous rows of ``dtype``, one row per group over ``axes``.
+
+    ``axes`` (sorted, non-negative; empty for groups of one element) are moved last, in
+    order, and flattened into one axis of ``K`` elements; a view when the memory allows.
+    """
+    n_axes = len(axes)
+    moved = np.moveaxis(x, axes, tuple(range(x.ndim - n_axes, x.ndim)))
+    n_groups = math.prod(moved.shape[: x.ndim - n_axes])
+    rows = np.ascontiguousarray(
+        moved.reshape(n_groups, math.prod(moved.shape[x.ndim - n_axes :])), dtype=dtype
+    )
+    return rows if rows.flags.writeable else _writable_alias(rows)
+
+
+def from_groups(rows: NDArray[Any], shape: tuple[int, ...], axes: tuple[int, ...]) -> NDArray[Any]:
+    """Inverse of :func:`groups_view`: ``(R, K)`` rows back to ``shape``."""
+    ndim, n_axes = len(shape), len(axes)
+    moved_shape = tuple(n for i, n in enumerate(shape) if i not in axes) + tuple(
+        shape[i] for i in axes
+    )
+    return np.moveaxis(rows.reshape(moved_shape), tuple(range(ndim - n_axes, ndim)), axes)
 
 
 def columns_view(x: NDArray[Any], axis: int) -> NDArray[Any]:

@@ -18,28 +18,45 @@ REDUCTIONS = ("mean", "sum", "none")
 _FLOAT_CODES = ("e", "f", "d")  # float16, float32, float64 (dtype.char: a fast check)
 
 
-def float_array(x: ArrayLike, name: str) -> NDArray[Any]:
-    """``x`` as a float16/32/64 array with at least one (class) axis."""
+def float_array(x: ArrayLike, name: str, *, scalar: bool = False) -> NDArray[Any]:
+    """``x`` as a float16/32/64 array with at least one (class) axis, or 0-d if ``scalar``."""
     array = x if type(x) is np.ndarray else np.asarray(x)
     if array.dtype.char not in _FLOAT_CODES:
         raise TypeError(
             f"{name} must be a float16, float32 or float64 array, got dtype {array.dtype}; "
             f"convert it first, e.g. {name}.astype(np.float32)"
         )
-    if array.ndim == 0:
+    if array.ndim == 0 and not scalar:
         raise ValueError(f"{name} must have at least one axis (the classes), got a 0-d array")
     return array
 
 
-def class_axis(axis: Any, ndim: int, name: str = "axis") -> int:
+def class_axis(axis: Any, ndim: int, name: str = "axis", what: str = "an int") -> int:
     """``axis`` as a non-negative axis index of an ``ndim``-dimensional array."""
     if type(axis) is int and -ndim <= axis < ndim:  # the common case, checked quickly
         return axis % ndim
     if isinstance(axis, (bool, np.bool_)) or not isinstance(axis, numbers.Integral):
-        raise TypeError(f"{name} must be an int, got {type(axis).__name__}")
+        raise TypeError(f"{name} must be {what}, got {type(axis).__name__}")
     if not -ndim <= int(axis) < ndim:
         raise ValueError(f"{name}={axis} is out of range for an array with {ndim} dimensions")
     return int(axis) % ndim
+
+
+def reduction_axes(axis: Any, ndim: int) -> tuple[int, ...]:
+    """``axis`` (an int, a tuple of ints or ``None``) as sorted non-negative axes.
+
+    NumPy's rules: ``None`` is every axis, negative axes count from the end, a repeated
+    axis is an error. A 0-d array takes axes as a 1-D one does (``-1`` or ``0``) and has
+    none to reduce, as in PyTorch.
+    """
+    if axis is None:
+        return tuple(range(ndim))
+    items = axis if isinstance(axis, tuple) else (axis,)
+    span = max(ndim, 1)
+    axes = tuple(class_axis(item, span, what="an int, a tuple of ints or None") for item in items)
+    if len(set(axes)) != len(axes):
+        raise ValueError(f"axis={axis} repeats an axis; name each axis at most once")
+    return tuple(sorted(axes)) if ndim > 0 else ()
 
 
 def classes(shape: tuple[int, ...], axis: int, name: str) -> int:
@@ -102,7 +119,7 @@ _ONES: dict[int, NDArray[np.float64]] = {}
 
 
 def class_weight(weight: ArrayLike | None, n_classes: int) -> NDArray[np.float64]:
-    """Per-class weights as float64 ``(C,)``: finite and non-negative. ``None`` means ones.
+    """Per-class weights as float64 ``(C,)``, finite, of any sign. ``None`` means ones.
 
     The arrays of ones are shared between calls (the kernels never write weights).
     """
@@ -121,16 +138,19 @@ def class_weight(weight: ArrayLike | None, n_classes: int) -> NDArray[np.float64
             f"weight must have one entry per class, shape ({n_classes},), got {array.shape}"
         )
     values = array.astype(np.float64)
-    _check_non_negative(values, "weight")
+    finite(values, "weight")
     return values
 
 
-def _check_non_negative(values: NDArray[np.float64], name: str) -> None:
-    bad = ~(values >= 0) | ~np.isfinite(values)
+def finite(values: NDArray[np.float64], name: str) -> None:
+    """Weights may be negative (reweighting, unlearning) but not ``nan`` or infinite."""
+    bad = ~np.isfinite(values)
     if np.any(bad):
-        where = np.argwhere(bad)[0]
+        where = tuple(int(i) for i in np.argwhere(bad)[0]) if values.ndim else ()
+        position = f"[{', '.join(map(str, where))}]" if where else ""
         raise ValueError(
-            f"{name} must be finite and non-negative; {name}{list(where)} is {values[tuple(where)]}"
+            f"{name} must be finite; {name}{position} is {values[where]}: replace nan and "
+            "inf weights by finite numbers"
         )
 
 
@@ -159,8 +179,9 @@ def index_target(
     if np.any(bad):
         where = tuple(int(i) for i in np.argwhere(bad)[0])
         also = "" if ignore_index is None else f" (nor ignore_index={ignore_index})"
+        position = ", ".join(map(str, where))
         raise ValueError(
-            f"target{list(where)} = {target[where]} is not a class index in [0, {n_classes}){also}"
+            f"target[{position}] = {target[where]} is not a class index in [0, {n_classes}){also}"
         )
 
 
@@ -174,6 +195,22 @@ def target_kind(target: NDArray[Any]) -> str:
         f"target must be integer class indices or float class probabilities, got dtype "
         f"{target.dtype}"
     )
+
+
+def probability_shape(
+    target: NDArray[Any], shape: tuple[int, ...], batch_shape: tuple[int, ...]
+) -> None:
+    """Float targets are class probabilities: one per logit, the logits' shape."""
+    if target.shape == shape:
+        return
+    if target.shape == batch_shape:
+        raise ValueError(
+            f"target has dtype {target.dtype} and shape {target.shape}, the logits' shape "
+            "without the class axis: float targets are read as class probabilities (the "
+            f"logits' shape, {shape}) and integer dtypes as class indices; for indices, pass "
+            "target.astype(np.int64)"
+        )
+    same_shape(target, shape, "target", "logits")
 
 
 def same_shape(array: NDArray[Any], expected: tuple[int, ...], name: str, other: str) -> None:

@@ -42,6 +42,8 @@ __all__ = [
 ]
 
 F64 = NDArray[np.float64]
+#: The axes a reduction spans: one, several, or ``None`` for all of them.
+Axis = int | tuple[int, ...] | None
 #: What a loss function returns: an array for ``reduction="none"``, else a NumPy scalar.
 Loss = NDArray[np.floating[Any]] | np.floating[Any]
 
@@ -63,6 +65,35 @@ def _result_dtype(x: NDArray[Any]) -> np.dtype[Any]:
 def _move_class_axis_last(x: NDArray[Any], axis: int) -> F64:
     """Return a float64 copy of ``x`` with the class axis last (``x`` is never touched)."""
     return np.moveaxis(x, axis, -1).astype(np.float64)
+
+
+def _groups(x: NDArray[Any], axis: Any) -> tuple[F64, tuple[int, ...], tuple[int, ...]]:
+    """``x`` as float64 rows ``(R, K)``, one row per group reduced over ``axis``.
+
+    ``axis`` is an int, a tuple of ints or ``None`` (every axis), as in NumPy; a 0-d ``x``
+    is one group of one element. Returns the rows, the shape of ``x`` with the reduced axes
+    moved last (to undo the move), and the reduced axes, non-negative.
+    """
+    work = x.reshape(1) if x.ndim == 0 else x
+    axes = tuple(range(work.ndim)) if axis is None else axis
+    axes = axes if isinstance(axes, tuple) else (axes,)
+    k = len(axes)
+    moved = np.moveaxis(work, axes, tuple(range(work.ndim - k, work.ndim)))  # checks axes
+    n_groups = math.prod(moved.shape[: work.ndim - k])
+    rows: F64 = moved.reshape(n_groups, math.prod(moved.shape[work.ndim - k :]))
+    reduced = tuple(int(a) % work.ndim for a in axes) if x.ndim else ()
+    return rows.astype(np.float64), moved.shape, reduced
+
+
+def _ungroup(
+    rows: F64, x: NDArray[Any], moved_shape: tuple[int, ...], axes: tuple[int, ...]
+) -> F64:
+    """Inverse of :func:`_groups`: rows ``(R, K)`` back to the shape of ``x``."""
+    k = len(axes)
+    ndim = len(moved_shape)
+    back = np.moveaxis(rows.reshape(moved_shape), tuple(range(ndim - k, ndim)), axes)
+    result: F64 = back.reshape(x.shape)
+    return result
 
 
 def _is_class_indices(target: NDArray[Any]) -> bool:
@@ -109,12 +140,17 @@ def _times(coef: F64, values: F64) -> F64:
 def _logsumexp_rows(z: F64) -> F64:
     """Stable ``log(sum(exp(z)))`` over the last axis: ``m + log(sum(exp(z - m)))``.
 
-    A row entirely ``-inf``, or holding ``+inf`` or ``nan``, gives ``nan``.
+    A row holding ``nan`` gives ``nan``; otherwise a row entirely ``-inf`` gives ``-inf``
+    (``log 0``), one holding ``+inf`` gives ``+inf``, and an empty row ``-inf`` (SciPy's
+    and PyTorch's values).
     """
+    if z.shape[-1] == 0:
+        return np.full(z.shape[:-1], -np.inf)
     m = np.max(z, axis=-1, keepdims=True)
-    with np.errstate(invalid="ignore"):  # -inf - -inf and inf - inf are nan: wanted
+    with np.errstate(invalid="ignore"):  # -inf - -inf and inf - inf are nan: replaced
         s = np.sum(np.exp(z - m), axis=-1)
-    lse: F64 = np.log(s) + m[..., 0]
+    top = m[..., 0]
+    lse: F64 = np.where(np.isinf(top), top, np.log(s) + top)
     return lse
 
 
@@ -193,13 +229,19 @@ def _softmax_cross_entropy(
     """Loss and float64 gradient (class axis last) of softmax cross-entropy.
 
     Both target kinds are reduced to one coefficient matrix ``a`` (shape ``(..., C)``)
-    so that ``l_i = sum_c a[i, c] * (-logp[i, c])`` and ``grad_i = A_i * p[i] - a[i]``
-    with ``A_i = sum_c a[i, c]``:
+    so that ``l_i = sum_c a[i, c] * (-logp[i, c])``:
 
     - class indices: ``a[i, c] = (1 - eps) w[y_i] [c == y_i] + (eps / C) w[c]``, with
       ignored rows set to ``0``; the mean divides by ``sum_i w[y_i]`` over counted rows.
     - probabilities: ``a[i, c] = w[c] q[i, c]`` with ``q = (1 - eps) target + eps / C``;
       the mean divides by the number of samples.
+
+    The gradient goes through the log-softmax: with ``g = d loss / d logp = -a / D``
+    (``D`` the mean's denominator, else 1), ``d loss / dz = g - p * sum_c g``, which is
+    ``(A p - a) / D`` with ``A = sum_c a``. PyTorch divides each part of the loss and of
+    ``g`` by ``D`` on its own, the label-index part and the smoothing part; so does this
+    function, so that weights of both signs whose counted sum is 0 give PyTorch's
+    ``+-inf`` and ``nan`` (``x / 0`` and ``0 / 0``).
     """
     _check_reduction(reduction)
     logits = np.asarray(logits)
@@ -215,29 +257,44 @@ def _softmax_cross_entropy(
         counted = y != ignore_index
         _check_class_indices(y, num_classes, counted)
         y = np.where(counted, y, 0)  # any valid index; these rows are zeroed below
-        a = (1.0 - eps) * w * _one_hot(y, num_classes) + (eps / num_classes) * w
-        a = np.where(counted[..., np.newaxis], a, 0.0)
+        at_label = (_one_hot(y, num_classes) == 1) & counted[..., np.newaxis]
+        label_part = (np.where(at_label, w, 0.0), at_label)
+        in_counted = np.broadcast_to(counted[..., np.newaxis], z.shape)
+        smoothing_part = (np.where(in_counted, w, 0.0), in_counted)
         denominator = float(np.sum(np.where(counted, w[y], 0.0)))
     else:
-        q = (1.0 - eps) * _move_class_axis_last(target, axis) + eps / num_classes
-        a = w * q
+        everywhere = np.ones(z.shape, dtype=bool)
+        label_part = (w * _move_class_axis_last(target, axis), everywhere)
+        smoothing_part = (np.broadcast_to(w, z.shape), everywhere)
         counted = np.ones(z.shape[:-1], dtype=bool)
         denominator = float(counted.size)
+    # (share, coefficients, where they apply) of the label part and the smoothing part.
+    parts = [(1.0 - eps, *label_part)]
+    if eps > 0.0:
+        parts.append((eps / num_classes, *smoothing_part))
 
     # Ignored rows are never read: replace their logits (maybe nan) by zeros.
     z = np.where(counted[..., np.newaxis], z, 0.0)
     logp, lse = _log_softmax_rows(z)
-    losses = np.sum(_times(a, -logp), axis=-1)
     # A row without a distribution (nan or all -inf) is nan even if no coefficient reads it.
-    losses = np.where(np.isnan(lse), np.nan, losses)
-
-    p = np.exp(logp)
-    grad = np.sum(a, axis=-1, keepdims=True) * p - a
-
+    part_losses = [
+        np.where(np.isnan(lse), np.nan, np.sum(_times(a, -logp), axis=-1)) for _, a, _ in parts
+    ]
     ln_b = _log_base(base)
-    loss = _reduce(losses / ln_b, reduction, denominator, dtype)
-    grad *= _gradient_scale(reduction, denominator) / ln_b
-    return loss, grad, dtype
+    divisor = np.float64(denominator if reduction == "mean" else 1.0)
+    # A part with a zero share (the label part at eps = 1) adds nothing, not 0 * inf.
+    shared = [(s, p) for (s, _, _), p in zip(parts, part_losses, strict=True) if s != 0.0]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if reduction == "mean":
+            total = sum(share * (np.sum(part) / divisor) for share, part in shared)
+            loss: Loss = dtype.type(total / ln_b)
+        else:
+            losses: F64 = np.sum([share * part for share, part in shared], axis=0)
+            loss = _reduce(losses / ln_b, reduction, denominator, dtype)
+        grad_logp = sum(np.where(mask, a * -(share / divisor), 0.0) for share, a, mask in parts)
+        grad = grad_logp - np.exp(logp) * np.sum(grad_logp, axis=-1, keepdims=True)
+    grad = np.where(counted[..., np.newaxis], grad, 0.0)
+    return loss, grad / ln_b, dtype
 
 
 def _sigmoid(x: F64) -> F64:
@@ -289,19 +346,20 @@ def _sigmoid_cross_entropy(
 # --------------------------------------------------------------------------------------
 
 
-def softmax(x: ArrayLike, axis: int = -1) -> NDArray[np.floating[Any]]:
-    """Softmax along ``axis``.
+def softmax(x: ArrayLike, axis: Axis = -1) -> NDArray[np.floating[Any]]:
+    """Softmax over ``axis``: an int, a tuple of ints or ``None`` (every axis).
 
-    ``softmax(x)_c = exp(x_c - m) / sum_k exp(x_k - m)`` with ``m = max_k x_k``
-    (max subtraction keeps it stable). A ``-inf`` entry gets probability ``0``; a row
-    entirely ``-inf``, or holding ``+inf`` or ``nan``, gives ``nan``.
+    ``softmax(x)_c = exp(x_c - m) / sum_k exp(x_k - m)`` with ``m = max_k x_k``, over each
+    group of elements that ``axis`` spans (``scipy.special.softmax``'s meaning). A ``-inf``
+    entry gets probability ``0``; a group entirely ``-inf``, or holding ``+inf`` or
+    ``nan``, gives ``nan``. An empty group gives an empty result; a 0-d ``x`` gives ``1``.
 
     Parameters
     ----------
     x : array_like
         Float logits of any shape.
-    axis : int, optional
-        The class axis (default ``-1``).
+    axis : int, tuple of ints or None, optional
+        The axes of a group (default ``-1``).
 
     Returns
     -------
@@ -316,27 +374,30 @@ def softmax(x: ArrayLike, axis: int = -1) -> NDArray[np.floating[Any]]:
     """
     x = np.asarray(x)
     dtype = _result_dtype(x)
-    z = _move_class_axis_last(x, axis)
+    z, moved_shape, axes = _groups(x, axis)
+    if z.size == 0:
+        return np.empty(x.shape, dtype)
     m = np.max(z, axis=-1, keepdims=True)
     with np.errstate(invalid="ignore"):
         e = np.exp(z - m)
     p = e / np.sum(e, axis=-1, keepdims=True)
-    result: NDArray[np.floating[Any]] = np.moveaxis(p, -1, axis).astype(dtype)
+    result: NDArray[np.floating[Any]] = _ungroup(p, x, moved_shape, axes).astype(dtype)
     return result
 
 
-def log_softmax(x: ArrayLike, axis: int = -1) -> NDArray[np.floating[Any]]:
-    """Logarithm of the softmax along ``axis``.
+def log_softmax(x: ArrayLike, axis: Axis = -1) -> NDArray[np.floating[Any]]:
+    """Logarithm of the softmax over ``axis`` (an int, a tuple of ints or ``None``).
 
-    ``log_softmax(x)_c = x_c - logsumexp(x)``. A ``-inf`` entry gives ``-inf``; a row
-    entirely ``-inf``, or holding ``+inf`` or ``nan``, gives ``nan``.
+    ``log_softmax(x)_c = x_c - logsumexp(x)``. A ``-inf`` entry gives ``-inf``; a group
+    entirely ``-inf``, or holding ``+inf`` or ``nan``, gives ``nan``. An empty group gives
+    an empty result; a 0-d ``x`` gives ``0``.
 
     Parameters
     ----------
     x : array_like
         Float logits of any shape.
-    axis : int, optional
-        The class axis (default ``-1``).
+    axis : int, tuple of ints or None, optional
+        The axes of a group (default ``-1``).
 
     Returns
     -------
@@ -351,28 +412,38 @@ def log_softmax(x: ArrayLike, axis: int = -1) -> NDArray[np.floating[Any]]:
     """
     x = np.asarray(x)
     dtype = _result_dtype(x)
-    logp, _ = _log_softmax_rows(_move_class_axis_last(x, axis))
-    return np.moveaxis(logp, -1, axis).astype(dtype)
+    z, moved_shape, axes = _groups(x, axis)
+    if z.size == 0:
+        return np.empty(x.shape, dtype)
+    logp, _ = _log_softmax_rows(z)
+    result: NDArray[np.floating[Any]] = _ungroup(logp, x, moved_shape, axes).astype(dtype)
+    return result
 
 
-def logsumexp(x: ArrayLike, axis: int = -1) -> NDArray[np.floating[Any]]:
-    """Stable ``log(sum(exp(x)))`` along ``axis``.
+def logsumexp(
+    x: ArrayLike, axis: Axis = -1, *, keepdims: bool = False
+) -> NDArray[np.floating[Any]]:
+    """Stable ``log(sum(exp(x)))`` over ``axis`` (an int, a tuple of ints or ``None``).
 
-    ``logsumexp(x) = m + log(sum_c exp(x_c - m))`` with ``m = max_c x_c``. A row entirely
-    ``-inf``, or holding ``+inf`` or ``nan``, gives ``nan``.
+    ``logsumexp(x) = m + log(sum_c exp(x_c - m))`` with ``m = max_c x_c``, SciPy's and
+    PyTorch's values: a group holding ``nan`` gives ``nan``; otherwise a group holding
+    ``+inf`` gives ``+inf``, one entirely ``-inf`` or empty ``-inf``. A 0-d ``x`` gives
+    itself.
 
     Parameters
     ----------
     x : array_like
         Float values of any shape.
-    axis : int, optional
-        The axis reduced over (default ``-1``).
+    axis : int, tuple of ints or None, optional
+        The axes reduced over (default ``-1``; ``None``: all).
+    keepdims : bool, optional
+        Keep the reduced axes with length 1.
 
     Returns
     -------
     ndarray
-        Shape of ``x`` without ``axis`` (0-d for 1-D ``x``); float32 for float16/float32
-        input, float64 for float64.
+        Shape of ``x`` without the reduced axes (or with them of length 1); float32 for
+        float16/float32 input, float64 for float64.
 
     Examples
     --------
@@ -382,7 +453,14 @@ def logsumexp(x: ArrayLike, axis: int = -1) -> NDArray[np.floating[Any]]:
     """
     x = np.asarray(x)
     dtype = _result_dtype(x)
-    return _logsumexp_rows(_move_class_axis_last(x, axis)).astype(dtype)
+    z, moved_shape, axes = _groups(x, axis)
+    lse = _logsumexp_rows(z).reshape(moved_shape[: len(moved_shape) - len(axes)])
+    if x.ndim == 0:
+        lse = lse.reshape(())
+    elif keepdims:
+        lse = np.expand_dims(lse, axes)
+    result: NDArray[np.floating[Any]] = lse.astype(dtype)
+    return result
 
 
 # --------------------------------------------------------------------------------------

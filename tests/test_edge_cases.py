@@ -94,6 +94,7 @@ class Exact:
 
     ``m = max z``, ``e = exp(z - m)`` (0 at ``-inf``), ``s = sum e``, ``p = e / s``,
     ``logp = (z - m) - log s``, ``lse = m + log s``; ``gap = |z - m|`` (0 where ``z = -inf``).
+    (``lse`` of a row without a distribution is ``nan``, ``+inf`` or ``-inf``.)
     """
 
     def __init__(self, x: np.ndarray) -> None:
@@ -108,7 +109,11 @@ class Exact:
         bad = self.bad[..., None]
         self.p = np.where(bad, NAN, e / s)
         self.logp = np.where(bad, NAN, (z - m) - np.log(s))
-        self.lse = np.where(self.bad, NAN, m[..., 0] + np.log(s[..., 0]))
+        # logsumexp of a row without a distribution: nan if it holds nan, else +inf if it
+        # holds +inf, else (all -inf) -inf: SciPy's and PyTorch's values.
+        raw = np.asarray(x).astype(self.work)
+        unusual = np.where(np.isnan(raw).any(-1), NAN, np.where((raw == INF).any(-1), INF, -INF))
+        self.lse = np.where(self.bad, unusual, m[..., 0] + np.log(s[..., 0]))
         gap = np.minimum(np.abs(z - m), 2.0**64)  # |z - m| may pass float64's range
         self.gap = np.where(np.isneginf(z), 0.0, gap.astype(np.float64))
         finite = np.where(np.isfinite(z), np.abs(z), 0.0).astype(np.float64)
@@ -492,7 +497,9 @@ def test_softmax_family_rows_without_distribution(dtype, width):
     n_bad = len(nan_rows(dtype))
     p, logp, lse = fastxent.softmax(x), fastxent.log_softmax(x), fastxent.logsumexp(x)
     assert np.isnan(p[:n_bad]).all() and np.isnan(logp[:n_bad]).all()
-    assert np.isnan(lse[:n_bad]).all()
+    # logsumexp: +inf for the four rows with +inf and no nan, -inf for all -inf, else nan.
+    expected = [INF] * 4 + [-INF] + [NAN] * 5
+    np.testing.assert_array_equal(lse[:n_bad], np.array(expected, lse.dtype))
     assert not np.isnan(p[n_bad:]).any() and not np.isnan(logp[n_bad:]).any()
     assert not np.isnan(lse[n_bad:]).any()
     check_softmax_family(x)
@@ -859,7 +866,7 @@ def test_plus_inf_one_hot_is_nan(dtype):
         assert np.isnan(values[0]).all() and not np.isnan(values[1]).any()
     check(fastxent.softmax(x)[1], good, dtype)
     lse = fastxent.logsumexp(x)
-    assert np.isnan(lse[0])
+    assert lse[0] == INF  # SciPy's and PyTorch's value
     check(lse[1], math.log(4), dtype, ulps=1)
     for y in range(3):
         target = np.array([y, y])
@@ -1032,10 +1039,12 @@ def check_row_is_nan_only(x: np.ndarray, y: np.ndarray, bad_row: int, full: bool
     dtype = x.dtype
     good = np.arange(len(x)) != bad_row
     q = random_distribution(x.shape, dtype)
+    lse = fastxent.logsumexp(x)
+    assert not np.isfinite(lse[bad_row]) and np.isfinite(lse[good]).all()
+    np.testing.assert_array_equal(lse[bad_row], Exact(x).lse[bad_row])
     outputs = {
         "softmax": fastxent.softmax(x),
         "log_softmax": fastxent.log_softmax(x),
-        "logsumexp": fastxent.logsumexp(x),
         "loss": fastxent.cross_entropy(x, y, reduction="none"),
         "kl": fastxent.kl_divergence(x, q, reduction="none"),
         "prob loss": fastxent.cross_entropy(x, q, reduction="none"),
@@ -1122,7 +1131,7 @@ def test_one_class(dtype):
     zeros = [0.0] * n + [NAN] * 3
     check(fastxent.softmax(x)[:, 0], [1.0] * n + [NAN] * 3, dtype, ulps=0, what="softmax")
     check(fastxent.log_softmax(x)[:, 0], zeros, dtype, ulps=0, what="log_softmax")
-    check(fastxent.logsumexp(x), [*x[:n, 0], NAN, NAN, NAN], dtype, ulps=0, what="logsumexp")
+    check(fastxent.logsumexp(x), [*x[:n, 0], -INF, INF, NAN], dtype, ulps=0, what="logsumexp")
     y = np.zeros(len(x), np.int64)
     ones = np.ones(x.shape, dtype)
     check(

@@ -777,6 +777,7 @@ WITH_GRAD = ("cross_entropy_with_grad", "binary_cross_entropy_with_grad")
 INDEX_TARGETS = (*XENT, "cross_entropy_from_probs", "kl_divergence")
 WITH_TARGET = (*INDEX_TARGETS, *BINARY)
 CLASS_AXIS = (*SOFTMAX_FAMILY, *INDEX_TARGETS, "entropy")
+LOSSES_WITH_CLASS_AXIS = (*INDEX_TARGETS, "entropy")
 LOSSES = (*INDEX_TARGETS, *BINARY, "entropy")
 ALL_FUNCTIONS = (*CLASS_AXIS, *BINARY)
 
@@ -884,7 +885,7 @@ def _mutate(draw: Callable[[Any], Any], call: dict[str, Any], mutation: str) -> 
     elif mutation == "weight":
         n_classes = _n_classes(call)
         options = [
-            np.full(n_classes, -1.0),
+            np.full(n_classes, -math.inf),  # (finite weights of any sign are valid)
             np.full(n_classes, math.nan),
             np.full(n_classes, math.inf),
             np.ones(n_classes + 1),
@@ -902,7 +903,7 @@ def _mutate(draw: Callable[[Any], Any], call: dict[str, Any], mutation: str) -> 
         kwargs["pos_weight"] = draw(
             st.sampled_from(
                 [
-                    np.full(n_classes, -0.5),
+                    np.full(n_classes, -math.inf),
                     np.full(n_classes, math.nan),
                     np.ones(n_classes + 1),
                     np.ones((2, n_classes)),
@@ -918,9 +919,10 @@ def _mutate(draw: Callable[[Any], Any], call: dict[str, Any], mutation: str) -> 
         )
     elif mutation == "axis":
         ndim = max(len(_shape(args[0])), 1)
-        kwargs["axis"] = draw(
-            st.sampled_from([ndim, -ndim - 1, 1.0, "0", None, True, np.bool_(False), [0], (0,)])
-        )
+        bad_axes = [ndim, -ndim - 1, 1.0, "0", True, np.bool_(False), [0], (0, 0), (0.0,)]
+        if name not in SOFTMAX_FAMILY:  # (which reduce over a tuple of axes, or all)
+            bad_axes += [None, (0,)]
+        kwargs["axis"] = draw(st.sampled_from(bad_axes))
     elif mutation == "smoothing":
         kwargs["label_smoothing"] = draw(
             st.sampled_from([-0.1, 1.5, math.nan, math.inf, "0.1", None, True, 0.1j])
@@ -967,9 +969,9 @@ def _mutate(draw: Callable[[Any], Any], call: dict[str, Any], mutation: str) -> 
 #: Each mutation and the functions it applies to.
 MUTATIONS = {
     "logits-dtype": ALL_FUNCTIONS,
-    "logits-0d": CLASS_AXIS,
+    "logits-0d": LOSSES_WITH_CLASS_AXIS,  # (softmax and co. take 0-d and empty axes)
     "logits-ragged": ALL_FUNCTIONS,
-    "no-classes": CLASS_AXIS,
+    "no-classes": LOSSES_WITH_CLASS_AXIS,
     "target-dtype": WITH_TARGET,
     "target-shape": WITH_TARGET,
     "label-range": INDEX_TARGETS,

@@ -23,7 +23,7 @@ def _as_rows(array: NDArray[Any], shape: tuple[int, ...]) -> NDArray[Any]:
 def _broadcast_factor(
     factor: ArrayLike | None, shape: tuple[int, ...], name: str
 ) -> NDArray[np.float64]:
-    """A non-negative float64 ``weight``/``pos_weight`` broadcast to ``shape`` (a view)."""
+    """A finite float64 ``weight``/``pos_weight`` (any sign) broadcast to ``shape`` (a view)."""
     if factor is None:
         return np.broadcast_to(np.float64(1.0), shape)
     array = np.asarray(factor)
@@ -35,10 +35,7 @@ def _broadcast_factor(
         raise ValueError(
             f"{name} of shape {array.shape} does not broadcast to the logits' shape {shape}"
         ) from None
-    values = array.astype(np.float64)
-    bad = ~(values >= 0) | ~np.isfinite(values)
-    if np.any(bad):
-        raise ValueError(f"{name} must be finite and non-negative, got {values[bad][0]}")
+    _validate.finite(array.astype(np.float64), name)
     return broadcast
 
 
@@ -110,9 +107,9 @@ def binary_cross_entropy(
     target : array_like
         Targets in [0, 1], same shape as ``logits``.
     weight : array_like, optional
-        Non-negative weights broadcastable to ``logits``.
+        Finite weights broadcastable to ``logits``, of any sign (PyTorch's results).
     pos_weight : array_like, optional
-        Non-negative weight ``p`` of the positive term, one per class (last axis).
+        Finite weight ``p`` of the positive term, one per class (last axis), of any sign.
     reduction : {"mean", "sum", "none"}, default "mean"
         ``"mean"`` divides by the number of elements.
     base : float, optional

@@ -80,7 +80,7 @@ def _prepare(
         else:
             labels = rows_target(target_array)
     else:
-        _validate.same_shape(target_array, array.shape, "target", "logits")
+        _validate.probability_shape(target_array, array.shape, batch_shape)
         # Targets keep their own precision (float64 targets with float32 logits stay
         # float64): a mass of 1e-60 on a masked class must still give +inf.
         probabilities = rows_view(target_array, class_axis, compute_dtype(target_array.dtype))
@@ -172,8 +172,9 @@ def _common_forward(
 ) -> Loss | None:
     """:func:`cross_entropy` of a call that :func:`_is_common_call` accepted.
 
-    ``None`` when a label is out of range or a weight is negative or not finite (the
-    general path then raises). Without the :class:`_Problem` and the general reduction, a
+    ``None`` when a label is out of range or a weight is not finite (the general path then
+    raises), and for a "mean" over a zero weight (the general path's
+    :func:`_zero_weight_mean`). Without the :class:`_Problem` and the general reduction, a
     1 x 10 call took 4.9 instead of 7.9 us; through the general path, a weight took it
     from 3.8 to 14 us.
     """
@@ -189,7 +190,7 @@ def _common_forward(
         key, logits.size, logits, chained, streaming, target, weight, row_weight, ignore_index,
         label_smoothing, losses,
     )  # fmt: skip
-    if n_invalid:
+    if n_invalid or (reduction == "mean" and denominator == 0):
         return None
     if reduction == "none":
         return reduce_losses(losses, reduction, denominator, 1.0, (n_rows,), logits.dtype)
@@ -210,6 +211,65 @@ def _per_class_room(
     without the smoothing terms.
     """
     return np.empty(len(weight), dtype) if smoothing > 0.0 else None
+
+
+def _counted_weight(problem: _Problem) -> float:
+    """The "mean" denominator of an integer-target call: ``sum w[y]`` over counted rows.
+
+    ``nan`` where a label is out of range (labels are not checked yet).
+    """
+    assert problem.labels is not None
+    labels = problem.labels.reshape(-1)
+    counted = labels[labels != problem.ignore_index]
+    if np.any((counted < 0) | (counted >= problem.weight.size)):
+        return math.nan  # the kernel finds the bad label and the wrapper raises
+    return float(problem.weight[counted].sum()) if counted.size else 0.0
+
+
+def _zero_weight_mean(
+    problem: _Problem, logits: NDArray[Any], with_grad: bool
+) -> tuple[float, NDArray[np.float64] | None] | None:
+    """PyTorch's "mean" whose counted rows' weights sum to 0 (``None``: no row counted).
+
+    With weights of both signs (or all zero) the denominator can be 0 while rows are
+    counted. PyTorch then divides anyway (``x / 0`` is ``+-inf``, ``0 / 0`` is ``nan``),
+    the plain and the smoothed parts of the loss separately, and its gradient follows the
+    log-softmax backward; this repeats that arithmetic in float64 NumPy, on the caller's
+    ``logits`` (with the class axis ``problem.class_axis``). Returns the loss (natural log
+    divided by ``ln(base)``) and, if asked, the gradient in the logits' shape.
+    """
+    assert problem.labels is not None
+    labels = problem.labels.reshape(-1)
+    counted = labels != problem.ignore_index
+    if not counted.any():
+        return None  # nothing counted: nan with a zero gradient, as the kernels give
+    n_classes = problem.weight.size
+    z = np.moveaxis(logits, problem.class_axis, -1).reshape(-1, n_classes).astype(np.float64)
+    weight, smoothing, denominator = problem.weight, problem.smoothing, np.float64(0.0)
+    safe_labels = np.where(counted, labels, 0)[:, np.newaxis]
+    with np.errstate(all="ignore"):
+        top = np.max(z, axis=-1, keepdims=True)
+        log_p = z - top - np.log(np.sum(np.exp(z - top), axis=-1, keepdims=True))
+        target_log_p = np.take_along_axis(log_p, safe_labels, axis=-1)[:, 0]
+        nll = np.sum(np.where(counted, -(target_log_p * weight[safe_labels[:, 0]]), 0.0))
+        nll_scale = 1.0 - smoothing
+        loss = nll_scale * (nll / denominator) if nll_scale != 0.0 else 0.0  # (0 * inf = 0)
+        grad_log_p = np.zeros_like(z)
+        rows = np.flatnonzero(counted)
+        grad_log_p[rows, labels[rows]] = weight[labels[rows]] * -(nll_scale / denominator)
+        if smoothing > 0.0:
+            spread = smoothing / n_classes
+            smooth = np.sum(np.where(counted[:, np.newaxis], -(log_p * weight), 0.0))
+            loss += (smooth / denominator) * spread
+            grad_log_p[rows] += weight * -(spread / denominator)
+        loss = float(loss / problem.log_base)
+        if not with_grad:
+            return loss, None
+        grad = grad_log_p - np.exp(log_p) * np.sum(grad_log_p, axis=-1, keepdims=True)
+        grad[~counted] = 0.0
+        grad /= problem.log_base
+    moved_shape = problem.batch_shape + (n_classes,)
+    return loss, np.moveaxis(grad.reshape(moved_shape), -1, problem.class_axis)
 
 
 def _raise_for_labels(problem: _Problem, target: ArrayLike) -> None:
@@ -306,6 +366,10 @@ def cross_entropy(
             )  # fmt: skip
         if n_invalid:
             _raise_for_labels(problem, target)
+        if problem.reduction == "mean" and denominator == 0:
+            degenerate = _zero_weight_mean(problem, problem.logits, with_grad=False)
+            if degenerate is not None:
+                return result_scalar(degenerate[0], problem.dtype)
     else:
         losses = np.empty(rows.shape[0])
         denominator, total = rows.shape[0], None
@@ -377,6 +441,13 @@ def cross_entropy_with_grad(
         _validate.out_array(out, problem.logits.shape, problem.dtype, problem.logits, *others)
     grad_rows, in_place = _gradient_rows(out, problem)
     mean = problem.reduction == "mean"
+    # A mean over a zero weight is recomputed from the logits, which an in-place gradient
+    # overwrites: keep them in that (rare) case.
+    kept_logits = (
+        problem.logits.copy()
+        if in_place and mean and problem.labels is not None and _counted_weight(problem) == 0
+        else problem.logits
+    )
     if problem.labels is not None:
         losses: NDArray[np.float64] = np.empty(problem.labels.shape)
         if problem.columns:
@@ -395,7 +466,13 @@ def cross_entropy_with_grad(
         if n_invalid:  # the general checks raise for a bad weight, then for the labels
             args = (axis, weight, ignore_index, reduction, label_smoothing, base)
             _raise_for_labels(_prepare(logits, target, *args), target)
+        degenerate = (
+            _zero_weight_mean(problem, kept_logits, with_grad=True)
+            if mean and denominator == 0
+            else None
+        )
     else:
+        degenerate = None
         losses = np.empty(rows.shape[0])
         denominator, total = rows.shape[0], None
         scale = gradient_scale(problem.reduction, denominator, problem.log_base)
@@ -411,6 +488,9 @@ def cross_entropy_with_grad(
         grad = grad_rows.reshape(problem.logits.shape)
     else:
         grad = from_rows(grad_rows, problem.logits.shape, problem.class_axis)
+    if problem.labels is not None and degenerate is not None:
+        loss = result_scalar(degenerate[0], problem.dtype)
+        grad[...] = degenerate[1]
     if out is None:
         return loss, grad
     if not same_memory(grad, out):

@@ -5,7 +5,8 @@ With ``a = w (1 - z)`` and ``b = w * pos_weight * z``:
     l = a * softplus(x) + b * softplus(-x),  softplus(x) = max(x, 0) + log1p(exp(-|x|))
     dl/dx = a * sigmoid(x) - b * sigmoid(-x)
 
-Both loss terms are >= 0, so nothing cancels (PyTorch's ``(1 - z) x + ...`` form can).
+With weights >= 0 both loss terms are >= 0, so nothing cancels (PyTorch's
+``(1 - z) x + ...`` form can).
 A zero coefficient drops its term, so a ``-inf`` logit with target 0 costs exactly 0.
 ``weight`` and ``pos_weight`` arrive already broadcast to ``(R, C)`` (zero-stride views).
 """

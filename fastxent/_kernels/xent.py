@@ -1,9 +1,9 @@
 """Softmax cross-entropy kernels, forward and forward + gradient, over rows of classes.
 
-Every loss here has the form ``l = sum_c a_c * (-log p_c)`` with target masses ``a_c >= 0``
+Every loss here has the form ``l = sum_c a_c * (-log p_c)`` with target masses ``a_c``
 and ``A = sum_c a_c``. With ``m = max(z)`` and ``S = sum_c exp(z_c - m)``:
 
-    l = A * log(S) + sum_c a_c * (m - z_c)          (both terms >= 0: no cancellation)
+    l = A * log(S) + sum_c a_c * (m - z_c)    (weights >= 0: both terms >= 0, no cancellation)
     dl/dz_c = A * p_c - a_c,   p_c = exp(z_c - m) / S
 
 Integer targets (``sparse``) have ``a_c = (1 - eps) w_y [c == y] + (eps / C) w_c``;
@@ -78,14 +78,15 @@ FORWARD_TILE_CLASSES = 128
 def label_summary(target, weight, ignore_index, n_classes):
     """Count invalid labels and weights, and sum ``weight[y]`` of the counted rows.
 
-    Invalid: labels outside ``[0, C)`` and not ignored, weights negative or not finite.
+    Invalid: labels outside ``[0, C)`` and not ignored, weights not finite (any sign is
+    valid, as in PyTorch).
     Returns ``(n_invalid, counted_weight)``. (The wrappers check the weights of most calls
     themselves; the common call leaves it to this loop, which costs nothing next to a row.)
     """
     inline_into_callers()
     n_invalid = 0
     for c in range(weight.size):
-        if not (weight[c] >= 0.0 and weight[c] < np.inf):  # also nan
+        if not abs(weight[c]) < np.inf:  # also nan
             n_invalid += 1
     counted_weight = 0.0
     for i in range(target.size):
@@ -613,7 +614,7 @@ def checked_gaps(block, tops, weight, spread, gaps):
     row (``checked_gap(gaps[r], block[r], ...)``), 1.6x.
     """
     inline_into_callers()
-    # Each gap is >= 0, inf or nan: their sum is finite only if every one is. Tested
+    # Each gap is finite, inf or nan: their sum is finite only if every one is. Tested
     # first, so that the common case is a vector loop (the smoothed forward of
     # 65536 x 10 took 0.96x the time).
     total = 0.0
