@@ -276,21 +276,22 @@ def _softmax_cross_entropy(
     # Ignored rows are never read: replace their logits (maybe nan) by zeros.
     z = np.where(counted[..., np.newaxis], z, 0.0)
     logp, lse = _log_softmax_rows(z)
+    a: F64 = np.sum([share * coefficients for share, coefficients, _ in parts], axis=0)
+    losses = np.sum(_times(a, -logp), axis=-1)
     # A row without a distribution (nan or all -inf) is nan even if no coefficient reads it.
-    part_losses = [
-        np.where(np.isnan(lse), np.nan, np.sum(_times(a, -logp), axis=-1)) for _, a, _ in parts
-    ]
+    losses = np.where(np.isnan(lse), np.nan, losses)
     ln_b = _log_base(base)
+    loss = _reduce(losses / ln_b, reduction, denominator, dtype)
     divisor = np.float64(denominator if reduction == "mean" else 1.0)
-    # A part with a zero share (the label part at eps = 1) adds nothing, not 0 * inf.
-    shared = [(s, p) for (s, _, _), p in zip(parts, part_losses, strict=True) if s != 0.0]
     with np.errstate(divide="ignore", invalid="ignore"):
-        if reduction == "mean":
-            total = sum(share * (np.sum(part) / divisor) for share, part in shared)
-            loss: Loss = dtype.type(total / ln_b)
-        else:
-            losses: F64 = np.sum([share * part for share, part in shared], axis=0)
-            loss = _reduce(losses / ln_b, reduction, denominator, dtype)
+        if reduction == "mean" and denominator == 0 and counted.any():
+            # Rows counted, weights summing to 0: PyTorch divides each part's sum by 0.
+            total = 0.0
+            for share, coefficients, _ in parts:
+                if share != 0.0:
+                    part = np.where(np.isnan(lse), np.nan, np.sum(_times(coefficients, -logp), -1))
+                    total += share * (np.sum(part) / divisor)
+            loss = dtype.type(total / ln_b)
         grad_logp = sum(np.where(mask, a * -(share / divisor), 0.0) for share, a, mask in parts)
         grad = grad_logp - np.exp(logp) * np.sum(grad_logp, axis=-1, keepdims=True)
     grad = np.where(counted[..., np.newaxis], grad, 0.0)
