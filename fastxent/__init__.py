@@ -11,7 +11,7 @@ from types import ModuleType
 
 from fastxent._api.binary import binary_cross_entropy, binary_cross_entropy_with_grad
 from fastxent._api.cross_entropy import cross_entropy, cross_entropy_with_grad
-from fastxent._api.probabilities import cross_entropy_from_probs, entropy, kl_divergence
+from fastxent._api.distributions import cross_entropy_from_probs, entropy, kl_divergence
 from fastxent._api.softmax import log_softmax, logsumexp, softmax
 
 __version__ = "0.1.0"

@@ -1,7 +1,7 @@
 """Keep Numba's on-disk cache of fastxent's kernels fresh when any of their sources change.
 
 Numba keys a cached function by a hash of the one file that defines it. A fastxent kernel
-inlines helpers and primitives from other files (``_kernels/rows.py``, ``_simd.py``), so
+inlines helpers and primitives from other files (``_kernels/reductions.py``, ``_simd.py``), so
 after an edit there (a ``git pull`` into an editable install, say) the kernel's own file
 is unchanged and Numba would load machine code built from the old helpers: silently
 wrong or slow. Here each fastxent function gets, as its source stamp, one hash of all the
@@ -19,6 +19,8 @@ import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from fastxent._numba_compat import cache_locator, cache_locator_classes
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -87,21 +89,16 @@ def install_package_stamps() -> bool:
     cache directory, ...); each of the first three gets a fastxent twin just before it.
     Idempotent.
     """
-    try:
-        from numba.core import caching
-    except ImportError:
-        return False
-    impl = getattr(caching, "CacheImpl", None) or getattr(caching, "_CacheImpl", None)
-    classes = getattr(impl, "_locator_classes", None)
-    if not isinstance(classes, list):
+    classes = cache_locator_classes()
+    if classes is None:
         return False
     if any(cls.__name__.startswith("Fastxent") for cls in classes):
         return True
     wanted = ("UserProvidedCacheLocator", "InTreeCacheLocator", "UserWideCacheLocator")
     locators: list[type] = []
     for name in wanted:
-        locator = getattr(caching, name, None) or getattr(caching, "_" + name, None)
-        if not (isinstance(locator, type) and locator in classes):
+        locator = cache_locator(name)
+        if locator is None or locator not in classes:
             return False
         locators.append(locator)
     for locator in locators:

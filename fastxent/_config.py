@@ -116,6 +116,10 @@ def kernel_part(function: F) -> F:
     )(function)
 
 
-def primitive(function: F) -> F:
-    """Compile a vector math primitive: exact IEEE order except fused multiply-add."""
+def exact_order(function: F) -> F:
+    """Compile a function in the order its operations are written (fused multiply-add only).
+
+    For the vector math primitives and for the few loops whose accuracy rests on that
+    order, which ``reassoc`` would let LLVM change (see ``PRIMITIVE_FASTMATH``).
+    """
     return _compile(function, fastmath=set(PRIMITIVE_FASTMATH))

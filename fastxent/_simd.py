@@ -26,10 +26,14 @@ from typing import Any
 import numpy as np
 from llvmlite import ir
 from numba import types
-from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
-from fastxent._config import PRIMITIVE_FASTMATH, primitive
+from fastxent._config import PRIMITIVE_FASTMATH, exact_order
+from fastxent._numba_compat import (
+    add_function_attribute,
+    declare_llvm_function,
+    element_pointer,
+)
 
 
 @intrinsic
@@ -75,7 +79,7 @@ def _llvm_float_pair_intrinsic(operation: str, flags: tuple[str, ...]) -> Any:
             value_type = context.get_value_type(a)
             function_type = ir.FunctionType(value_type, [value_type, value_type])
             name = f"llvm.{operation}.{'f32' if a == types.float32 else 'f64'}"
-            function = cgutils.get_or_insert_function(builder.module, function_type, name)
+            function = declare_llvm_function(builder, function_type, name)
             return builder.call(function, args, fastmath=flags)
 
         return a(a, b), codegen
@@ -152,7 +156,7 @@ _CLAMP_F32 = -87.0
 _CLAMP_F64 = -708.0
 
 
-@primitive
+@exact_order
 def _expm1_reduced_f32(r):
     """``exp(r) - 1`` for ``|r| <= ln2 / 2`` as ``r + r**2 q(r)``, q of degree 4.
 
@@ -169,7 +173,7 @@ def _expm1_reduced_f32(r):
     return q * (r * r) + r
 
 
-@primitive
+@exact_order
 def _reduce_f32(t, shifter):
     """Split ``t`` as ``n ln2 + r``: returns ``(t / ln2 + shifter rounded, r)``."""
     shifted = t * np.float32(_LOG2E) + shifter
@@ -178,7 +182,7 @@ def _reduce_f32(t, shifter):
     return shifted, r - n * np.float32(_LN2_LO)
 
 
-@primitive
+@exact_order
 def _exp_nonpositive_f32(x):
     # Below -104, exp(x) < 2**-150 rounds to 0 in float32; -inf lands here too. nan passes.
     lowest = np.float32(-104.0)
@@ -197,7 +201,7 @@ def _exp_nonpositive_f32(x):
     return (u * scale_a + scale_a) * scale_b
 
 
-@primitive
+@exact_order
 def _exp_clamped_f32(x):
     t = np.float32(_CLAMP_F32) if x < np.float32(_CLAMP_F32) else x
     # With the exponent bias folded into the rounding constant, the low bits of `shifted`
@@ -207,7 +211,7 @@ def _exp_clamped_f32(x):
     return _expm1_reduced_f32(r) * scale + scale
 
 
-@primitive
+@exact_order
 def _exp_reduced_f64(r):
     """``exp(r)`` for ``|r| <= ln2 / 2``: Taylor polynomial of degree 13, error < 5e-18."""
     p = 1.60590438368216145994e-10
@@ -225,7 +229,7 @@ def _exp_reduced_f64(r):
     return p * (r * r) + r + 1.0
 
 
-@primitive
+@exact_order
 def _reduce_f64(t, shifter):
     """Split ``t`` as ``n ln2 + r``: returns ``(t / ln2 + shifter rounded, r)``."""
     shifted = t * _LOG2E + shifter
@@ -234,7 +238,7 @@ def _reduce_f64(t, shifter):
     return shifted, r - n * _LN2_LO_F64
 
 
-@primitive
+@exact_order
 def _exp_nonpositive_f64(x):
     # Below -746, exp(x) < 2**-1076 rounds to 0 in float64; -inf lands here too. nan passes.
     lowest = -746.0
@@ -248,7 +252,7 @@ def _exp_nonpositive_f64(x):
     return (y * scale_a) * scale_b
 
 
-@primitive
+@exact_order
 def _exp_clamped_f64(x):
     t = _CLAMP_F64 if x < _CLAMP_F64 else x
     shifted, r = _reduce_f64(t, _ROUND_F64 + 1023.0)
@@ -316,7 +320,7 @@ _LG = (
 _SQRT_HALF_BITS = 0x3FE6A09E667F3BCD
 
 
-@primitive
+@exact_order
 def _log_positive_f64(x):
     bits = _float_to_bits(x)
     k = (bits - np.int64(_SQRT_HALF_BITS)) >> 52  # x = 2**k * z, z in [sqrt(1/2), sqrt(2))
@@ -358,7 +362,7 @@ def _log_positive_jit(x):
 _SPLIT_F32 = 3072.0
 
 
-@primitive
+@exact_order
 def _split_f32(t):
     high = (t + np.float32(_SPLIT_F32)) - np.float32(_SPLIT_F32)
     return high, t - high
@@ -399,15 +403,11 @@ def _prefetch_element(typingctx, array, index):
     def codegen(context, builder, signature, args):
         array_type = signature.args[0]
         struct = context.make_array(array_type)(context, builder, args[0])
-        pointer = cgutils.get_item_pointer(
-            context, builder, array_type, struct, [args[1]], wraparound=False
-        )
+        pointer = element_pointer(context, builder, array_type, struct, args[1])
         byte_pointer = ir.IntType(8).as_pointer()
         int32 = ir.IntType(32)
         function_type = ir.FunctionType(ir.VoidType(), [byte_pointer, int32, int32, int32])
-        function = cgutils.get_or_insert_function(
-            builder.module, function_type, "llvm.prefetch.p0i8"
-        )
+        function = declare_llvm_function(builder, function_type, "llvm.prefetch.p0i8")
         # Arguments: address, read (0), locality 1 (x86: prefetcht2, into L2), data cache.
         read, locality, data = ir.Constant(int32, 0), ir.Constant(int32, 1), ir.Constant(int32, 1)
         builder.call(function, [builder.bitcast(pointer, byte_pointer), read, locality, data])
@@ -454,10 +454,8 @@ def use_512bit_vectors(typingctx):
     """
 
     def codegen(context, builder, signature, args):
-        # llvmlite validates attribute names; string attributes go in through the set itself.
-        attributes = builder.function.attributes
-        set.add(attributes, '"prefer-vector-width"="512"')
-        set.add(attributes, '"min-legal-vector-width"="512"')
+        add_function_attribute(builder, '"prefer-vector-width"="512"')
+        add_function_attribute(builder, '"min-legal-vector-width"="512"')
         return context.get_dummy_value()
 
     return types.none(), codegen
@@ -476,7 +474,7 @@ def inline_into_callers(typingctx):
     """
 
     def codegen(context, builder, signature, args):
-        set.add(builder.function.attributes, "alwaysinline")
+        add_function_attribute(builder, "alwaysinline")
         return context.get_dummy_value()
 
     return types.none(), codegen

@@ -91,11 +91,9 @@ def prepare() -> None:
 def _use_numba_thread_counter() -> None:
     """Find Numba's lock-free thread counter (for :func:`parallel_threads`), once it runs."""
     global _thread_counter
-    from numba.np.ufunc import parallel as numba_parallel
+    from fastxent._numba_compat import thread_counter
 
-    counter = getattr(numba_parallel, "_get_num_threads", None)
-    if counter is not None and counter() >= 1:  # else: another Numba, keep the public call
-        _thread_counter = counter
+    _thread_counter = thread_counter()  # None: another Numba, keep the public call
 
 
 def _after_fork_in_child() -> None:

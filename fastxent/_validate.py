@@ -154,7 +154,7 @@ def finite(values: NDArray[np.float64], name: str) -> None:
         )
 
 
-def index_shape(target: NDArray[Any], batch_shape: tuple[int, ...]) -> None:
+def labels_shape(target: NDArray[Any], batch_shape: tuple[int, ...]) -> None:
     """Integer class indices need one index per sample: the logits' shape without the axis."""
     if target.dtype.kind not in "iu":
         raise TypeError(
@@ -168,11 +168,11 @@ def index_shape(target: NDArray[Any], batch_shape: tuple[int, ...]) -> None:
         )
 
 
-def index_target(
+def labels_target(
     target: NDArray[Any], batch_shape: tuple[int, ...], n_classes: int, ignore_index: int | None
 ) -> None:
     """Check integer class indices: their shape, and that each is in range or ignored."""
-    index_shape(target, batch_shape)
+    labels_shape(target, batch_shape)
     bad = (target < 0) | (target >= n_classes)
     if ignore_index is not None:
         bad &= target != ignore_index
@@ -186,11 +186,11 @@ def index_target(
 
 
 def target_kind(target: NDArray[Any]) -> str:
-    """``"index"`` for integer targets, ``"probability"`` for float ones."""
+    """``"labels"`` for integer targets (class indices), ``"probs"`` for float ones."""
     if target.dtype.kind in "iu":
-        return "index"
+        return "labels"
     if target.dtype.kind == "f":
-        return "probability"
+        return "probs"
     raise TypeError(
         f"target must be integer class indices or float class probabilities, got dtype "
         f"{target.dtype}"

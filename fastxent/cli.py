@@ -116,24 +116,20 @@ def _info() -> int:
     import numba
 
     from fastxent import _threading
-    from fastxent._kernels.dispatch import parallel_min_elements
-    from fastxent._kernels.rows import (
-        PREFETCH_MIN_CLASSES,
-        STREAMING_MIN_BYTES,
-        STREAMING_SOURCE,
-    )
+    from fastxent._plan import parallel_min_elements
     from fastxent._simd import vector_width_bits
+    from fastxent._tuning import PARALLEL_ENV, THRESHOLDS
 
     facts = _system()
     facts.update(_threading.describe())
     threshold = parallel_min_elements(_threading.launched_layer())
-    facts["parallel from"] = f"{threshold} elements (FASTXENT_PARALLEL_MIN_ELEMENTS)"
+    facts["parallel from"] = f"{threshold} elements ({PARALLEL_ENV})"
     cache_dir = numba.config.CACHE_DIR  # type: ignore[attr-defined]
     facts["cache directory"] = cache_dir or "next to the package (__pycache__)"
     facts["SIMD width"] = f"{vector_width_bits()} bits"
     facts["prefetch above"] = (
-        f"{STREAMING_MIN_BYTES / 2**20:g} MiB inputs ({STREAMING_SOURCE}),"
-        f" rows of {PREFETCH_MIN_CLASSES}+ classes"
+        f"{THRESHOLDS.streaming_min_bytes / 2**20:g} MiB inputs ({THRESHOLDS.streaming_source}),"
+        f" rows of {THRESHOLDS.prefetch_min_classes}+ classes"
     )
     for key, value in facts.items():
         print(f"{key:>20}: {value}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import os
+from collections.abc import Iterator
 from types import ModuleType
 from typing import Any
 
@@ -18,6 +19,11 @@ import pytest
 # The suite's multi-threaded cases are sized for this threshold (> 32768 elements); without
 # it, fastxent's default under the tbb and workqueue layers is 4x larger.
 os.environ["FASTXENT_PARALLEL_MIN_ELEMENTS"] = str(1 << 15)
+
+from fastxent._kernels.dispatch import RowKernel  # noqa: E402  (after the setting above)
+
+# Every typed fast call checks that its key still fixes its arguments' Numba types.
+RowKernel.verify_keys = True
 
 #: Natively computed dtypes with the tolerance of their results against the float64 reference.
 NATIVE_TOLERANCES = [
@@ -138,12 +144,13 @@ def rng() -> np.random.Generator:
 
 
 @pytest.fixture(params=[False, True], ids=["cached", "streaming"])
-def streaming(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> bool:
+def streaming(request: pytest.FixtureRequest) -> Iterator[bool]:
     """Both ways of taking rows from memory: as if the input fit in the last-level cache,
     and as if it streamed from memory (the exp-sums then prefetch the next row, in shorter
-    blocks; ``fastxent._kernels.rows.chain_arguments``), here whatever the row length."""
-    from fastxent._kernels import rows
+    blocks; ``fastxent._plan.plan_rows``), here whatever the row length."""
+    from fastxent import _tuning
 
-    monkeypatch.setattr(rows, "STREAMING_MIN_BYTES", -1 if request.param else 1 << 62)
-    monkeypatch.setattr(rows, "PREFETCH_MIN_CLASSES", 0)
-    return bool(request.param)
+    with _tuning.overridden(
+        streaming_min_bytes=-1 if request.param else 1 << 62, prefetch_min_classes=0
+    ):
+        yield bool(request.param)

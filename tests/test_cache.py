@@ -391,13 +391,13 @@ def test_concurrent_first_compilation_into_one_cache(tmp_path):
 
 
 def test_an_edited_helper_file_invalidates_the_cached_kernels(tmp_path):
-    """The softmax kernels live in ``_kernels/softmax.py`` and inline ``_kernels/rows.py``.
+    """The softmax kernels live in ``_kernels/softmax.py`` and inline ``_kernels/reductions.py``.
 
-    Numba stamps a cached function with its own file only: after an edit of ``rows.py``
+    Numba stamps a cached function with its own file only: after an edit of ``reductions.py``
     alone it would load kernels built from the old helpers. fastxent stamps every kernel
     with all of its sources (``fastxent._cache``). A copy of the package is run three
     times: cold (compiles), warm (loads from the cache), after appending a comment to
-    ``rows.py`` (compiles again, loads nothing stale).
+    ``reductions.py`` (compiles again, loads nothing stale).
     """
     root = _copy_package(tmp_path / "site")
     env = _child_env(PYTHONPATH=str(root), HOME=str(tmp_path), FASTXENT_EXPECTED_ROOT=str(root))
@@ -414,7 +414,7 @@ def test_an_edited_helper_file_invalidates_the_cached_kernels(tmp_path):
     assert cold_hits == 0 and cold_misses > 0
     warm_hits, warm_misses = run()
     assert warm_hits == cold_misses and warm_misses == 0
-    rows = root / "fastxent" / "_kernels" / "rows.py"
+    rows = root / "fastxent" / "_kernels" / "reductions.py"
     rows.write_text(rows.read_text() + "# an edit\n")
     edited_hits, edited_misses = run()
     assert edited_hits == 0 and edited_misses == cold_misses
@@ -500,7 +500,7 @@ NO_RECOMPILE_SCRIPT = textwrap.dedent(
     rng = np.random.default_rng(0)
     inputs = []
     # Serial and multi-threaded kernels, each with rows summed whole and in chains (two
-    # compilations of a kernel, see fastxent._kernels.rows.rows_to_chain).
+    # compilations of a kernel, see fastxent._plan.rows_to_chain).
     for shape in [(6, 11), (12, 1031), (64, 600), (40, 1031)]:
         x = rng.standard_normal(shape).astype(np.float32)
         y = rng.integers(0, shape[1] - 1, shape[0]).astype(np.int64)

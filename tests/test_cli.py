@@ -77,7 +77,7 @@ def test_info_prints_the_threading_facts(capsys):
 STREAMING_SCRIPT = """
 import numpy as np
 from fastxent import cli
-from fastxent._kernels.rows import streams_from_memory
+from fastxent._plan import streams_from_memory
 print(streams_from_memory(np.zeros((4, 300), np.float32)))
 cli.main(["info"])
 """

@@ -53,10 +53,10 @@ def test_child_processes_after_parallel_kernels(layer):
 # Which compilation runs a call, in a fresh interpreter without the suite's threshold.
 THRESHOLD_SCRIPT = """
 import warnings, numpy as np, numba, fastxent
-from fastxent._kernels import xent
+from fastxent._kernels import xent_labels
 warnings.simplefilter("error")  # a warning about the threshold fails the check
 
-kernel = xent.xent_sparse_forward
+kernel = xent_labels.xent_labels_forward
 ran = []
 for which in ("parallel", "serial"):  # count the calls of each compilation
     compiled = getattr(kernel, which)

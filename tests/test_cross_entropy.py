@@ -734,15 +734,15 @@ def test_smoothing_in_chains_with_masked_classes(dtype, rtol, atol, shape, strea
     ],
 )
 def test_only_long_rows_from_memory_prefetch(monkeypatch, shape, dtype, expected):
-    from fastxent._kernels import rows
+    from fastxent import _plan, _tuning
 
-    monkeypatch.setattr(rows, "STREAMING_MIN_BYTES", 1 << 20)
     logits = np.zeros(shape, dtype)
-    chained, streaming = rows.chain_arguments(logits)
+    with _tuning.overridden(streaming_min_bytes=1 << 20):
+        chained, streaming = _plan.plan_rows(logits)
     assert streaming is expected
     assert (chained is None) == (shape[1] == 100)
-    monkeypatch.setattr(rows, "STREAMING_MIN_BYTES", logits.nbytes)  # now in cache
-    assert rows.chain_arguments(logits)[1] is False
+    with _tuning.overridden(streaming_min_bytes=logits.nbytes):  # now in cache
+        assert _plan.plan_rows(logits).streaming is False
 
 
 @pytest.mark.parametrize(("dtype", "rtol", "atol"), NATIVE_TOLERANCES)

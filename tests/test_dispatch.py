@@ -8,8 +8,9 @@ import pytest
 from conftest import make_labels, make_logits
 
 import fastxent
-from fastxent._kernels import rows, xent
-from fastxent._kernels.dispatch import _entry_point
+from fastxent._kernels import xent_labels
+from fastxent._numba_compat import compiled_entry_point as _entry_point
+from fastxent._plan import plan_rows
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -34,11 +35,11 @@ def test_typed_call_matches_the_dispatched_one(dtype, smoothing, shape, rng):
     row_weight = np.empty(n_classes, dtype) if smoothing else None
     losses = np.empty(n_rows)
     args = (logits, None, False, target, weight, row_weight, 1, smoothing, losses)
-    dispatched = xent.xent_sparse_forward.serial(*args)
+    dispatched = xent_labels.xent_labels_forward.serial(*args)
     assert first == typed == dtype(dispatched[2])
-    entry = _entry_point(xent.xent_sparse_forward.serial, args)
-    assert entry is not xent.xent_sparse_forward.serial
-    assert entry in xent.xent_sparse_forward._entry_points.values()
+    entry = _entry_point(xent_labels.xent_labels_forward.serial, args)
+    assert entry is not xent_labels.xent_labels_forward.serial
+    assert entry in xent_labels.xent_labels_forward._entry_points.values()
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -50,7 +51,7 @@ def test_typed_call_of_large_inputs_that_run_serially(dtype, shape, rng):
     n_rows, n_classes = shape
     logits = make_logits(rng, shape, dtype)
     target = make_labels(rng, (n_rows,), n_classes)
-    kernel = xent.xent_sparse_forward
+    kernel = xent_labels.xent_labels_forward
     before = numba.get_num_threads()
     numba.set_num_threads(1)
     try:
@@ -58,7 +59,7 @@ def test_typed_call_of_large_inputs_that_run_serially(dtype, shape, rng):
         typed = fastxent.cross_entropy(logits, target, reduction="sum")
     finally:
         numba.set_num_threads(before)
-    chained, streaming = rows.chain_arguments(logits)
+    chained, streaming = plan_rows(logits)
     assert (chained is None) == (shape == (64, 1000))
     weight, losses = np.ones(n_classes), np.empty(n_rows)
     args = (logits, chained, streaming, target, weight, None, -100, 0.0, losses)

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from numba import njit
 
-from fastxent._kernels.rows import row_exp_sum, row_exp_sum_gap_and_max, row_max
+from fastxent._kernels.reductions import row_exp_sum, row_max
 from fastxent._simd import (
     exp_clamped,
     exp_nonpositive,
@@ -122,9 +122,7 @@ def test_split_for_sum_is_exact():
 def _chain_exp_sums(row, top):
     """The exp-sums of a row of a chain (in blocks), the row itself following: with and
     without the prefetching blocks of inputs from memory (``streaming``)."""
-    return [
-        row_exp_sum_gap_and_max(row, top, None, row, streaming)[0] for streaming in (False, True)
-    ]
+    return [row_exp_sum(row, top, None, row, streaming)[0] for streaming in (False, True)]
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -137,7 +135,7 @@ def test_row_exp_sum_has_float64_accuracy(dtype, size):
         row = (scale * rng.standard_normal(size)).astype(dtype)
         top = row_max(row)
         exact = math.fsum(_terms(row, top))
-        assert abs(row_exp_sum(row, top) - exact) <= 1e-14 * exact
+        assert abs(row_exp_sum(row, top, None, None, False)[0] - exact) <= 1e-14 * exact
         for total in _chain_exp_sums(row, top):
             assert abs(total - exact) <= 1e-14 * exact
 
@@ -149,15 +147,18 @@ def test_row_exp_sum_of_a_confident_row():
     row[123] = 0.0
     rest = math.fsum(np.delete(_terms(row, np.float32(0.0)), 123))
     assert 1e-8 < rest < 1e-5
-    for total in (row_exp_sum(row, np.float32(0.0)), *_chain_exp_sums(row, np.float32(0.0))):
+    for total in (
+        row_exp_sum(row, np.float32(0.0), None, None, False)[0],
+        *_chain_exp_sums(row, np.float32(0.0)),
+    ):
         assert abs((total - 1.0) - rest) <= 1e-6 * rest
 
 
 @pytest.mark.parametrize("streaming", [False, True])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("size", [1, 63, 64, 65, 1000, 1024, 1025, 5000, 40000])
-def test_row_exp_sum_gap_and_max(dtype, size, streaming):
-    # The exp-sum as accurate as row_exp_sum's, the gap as row_gap's, and the max of the
+def test_row_exp_sum(dtype, size, streaming):
+    # The exp-sum as accurate as row_exp_sum's, the depth as row_depth's, and the max of the
     # following row, taken in the blocks' loop and in the remainder's: the max and a nan
     # anywhere must come out of each (with `streaming`, float32 rows go in the shorter
     # blocks that prefetch the following row).
@@ -171,19 +172,19 @@ def test_row_exp_sum_gap_and_max(dtype, size, streaming):
     for position in sorted({0, size // 2, max(0, size - 40), size - 1}):
         peaked = following.copy()
         peaked[position] = 50.0
-        total, gap, largest = row_exp_sum_gap_and_max(row, top, weight, peaked, streaming)
+        total, depth, largest = row_exp_sum(row, top, weight, peaked, streaming)
         assert abs(total - exact) <= 1e-14 * exact
-        assert gap == pytest.approx(exact_gap, rel=1e-5 if dtype == np.float32 else 1e-12)
+        assert depth == pytest.approx(exact_gap, rel=1e-5 if dtype == np.float32 else 1e-12)
         assert largest == 50.0
         # A nan in the following row leaves its max unspecified: that row's own exp-sum
         # with it must be nan.
         spoiled = following.copy()
         spoiled[position] = np.nan
-        shift = row_exp_sum_gap_and_max(row, top, None, spoiled, streaming)[2]
-        assert math.isnan(row_exp_sum_gap_and_max(spoiled, shift, None, row, streaming)[0])
+        shift = row_exp_sum(row, top, None, spoiled, streaming)[2]
+        assert math.isnan(row_exp_sum(spoiled, shift, None, row, streaming)[0])
     lowest = np.full(size, -np.inf, dtype)
-    total, gap, largest = row_exp_sum_gap_and_max(row, top, None, lowest, streaming)
-    assert abs(total - exact) <= 1e-14 * exact and gap == 0.0 and largest == -np.inf
+    total, depth, largest = row_exp_sum(row, top, None, lowest, streaming)
+    assert abs(total - exact) <= 1e-14 * exact and depth == 0.0 and largest == -np.inf
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -11,9 +11,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from fastxent import _validate
 from fastxent._api.common import Loss, gradient_scale, reduce_losses, result_scalar
-from fastxent._kernels import xent as kernels
-from fastxent._kernels import xent_columns as column_kernels
-from fastxent._kernels.rows import chain_arguments
+from fastxent._kernels import xent_labels, xent_labels_columns, xent_probs
 from fastxent._layout import (
     columns_view,
     compute_dtype,
@@ -22,6 +20,7 @@ from fastxent._layout import (
     rows_view,
     same_memory,
 )
+from fastxent._plan import plan_rows
 
 
 @dataclass(slots=True)
@@ -34,7 +33,7 @@ class _Problem:
     class_axis: int
     batch_shape: tuple[int, ...]
     labels: NDArray[np.int64] | None  # (R,) or (A, B) for integer targets
-    probabilities: NDArray[Any] | None  # (R, C) for probability targets
+    probs: NDArray[Any] | None  # (R, C) for probability targets
     weight: NDArray[np.float64]
     ignore_index: int
     smoothing: float
@@ -69,10 +68,10 @@ def _prepare(
     kind = _validate.target_kind(target_array)
     batch_shape = array.shape[:class_axis] + array.shape[class_axis + 1 :]
     dtype = compute_dtype(array.dtype)
-    labels = probabilities = None
+    labels = probs = None
     columns = False
-    if kind == "index":
-        _validate.index_shape(target_array, batch_shape)
+    if kind == "labels":
+        _validate.labels_shape(target_array, batch_shape)
         columns = class_axis < array.ndim - 1 and array.dtype == dtype and array.flags.c_contiguous
         if columns:
             rows = columns_view(array, class_axis)
@@ -83,11 +82,11 @@ def _prepare(
         _validate.probability_shape(target_array, array.shape, batch_shape)
         # Targets keep their own precision (float64 targets with float32 logits stay
         # float64): a mass of 1e-60 on a masked class must still give +inf.
-        probabilities = rows_view(target_array, class_axis, compute_dtype(target_array.dtype))
+        probs = rows_view(target_array, class_axis, compute_dtype(target_array.dtype))
     if not columns:
         rows = rows_view(array, class_axis, dtype)
     return _Problem(
-        array, rows, columns, class_axis, batch_shape, labels, probabilities, weights, ignore,
+        array, rows, columns, class_axis, batch_shape, labels, probs, weights, ignore,
         smoothing, mode, log_base,
     )  # fmt: skip
 
@@ -182,11 +181,11 @@ def _common_forward(
     losses: NDArray[np.float64] = np.empty(n_rows)
     if weight is None:
         weight = _validate.class_weight(None, logits.shape[1])
-    chained, streaming = chain_arguments(logits)
+    chained, streaming = plan_rows(logits)
     row_weight = _per_class_room(weight, label_smoothing, logits.dtype)
     # What sets the Numba types of the arguments below (_is_common_call fixed the rest).
     key = (logits.dtype, chained is None, row_weight is None)
-    n_invalid, denominator, total = kernels.xent_sparse_forward.run_typed(
+    n_invalid, denominator, total = xent_labels.xent_labels_forward.run_typed(
         key, logits.size, logits, chained, streaming, target, weight, row_weight, ignore_index,
         label_smoothing, losses,
     )  # fmt: skip
@@ -275,8 +274,10 @@ def _zero_weight_mean(
 def _raise_for_labels(problem: _Problem, target: ArrayLike) -> None:
     """The kernel counted labels out of range: raise the error that names the first one."""
     n_classes = problem.rows.shape[1]
-    _validate.index_target(np.asarray(target), problem.batch_shape, n_classes, problem.ignore_index)
-    raise AssertionError("unreachable: index_target raises for the labels the kernel counted")
+    _validate.labels_target(
+        np.asarray(target), problem.batch_shape, n_classes, problem.ignore_index
+    )
+    raise AssertionError("unreachable: labels_target raises for the labels the kernel counted")
 
 
 def cross_entropy(
@@ -354,13 +355,13 @@ def cross_entropy(
     if problem.labels is not None:
         losses: NDArray[np.float64] = np.empty(problem.labels.shape)
         if problem.columns:
-            n_invalid, denominator, total = column_kernels.xent_sparse_forward_columns(
+            n_invalid, denominator, total = xent_labels_columns.xent_columns_forward(
                 rows.size, rows, problem.labels, problem.weight, problem.ignore_index,
                 problem.smoothing, losses,
             )  # fmt: skip
         else:
-            n_invalid, denominator, total = kernels.xent_sparse_forward(
-                rows.size, rows, *chain_arguments(rows), problem.labels, problem.weight,
+            n_invalid, denominator, total = xent_labels.xent_labels_forward(
+                rows.size, rows, *plan_rows(rows), problem.labels, problem.weight,
                 _per_class_room(problem.weight, problem.smoothing, rows.dtype),
                 problem.ignore_index, problem.smoothing, losses,
             )  # fmt: skip
@@ -373,8 +374,8 @@ def cross_entropy(
     else:
         losses = np.empty(rows.shape[0])
         denominator, total = rows.shape[0], None
-        kernels.xent_dense_forward(
-            rows.size, rows, *chain_arguments(rows), problem.probabilities, problem.weight,
+        xent_probs.xent_probs_forward(
+            rows.size, rows, *plan_rows(rows), problem.probs, problem.weight,
             problem.smoothing, False, losses,
         )  # fmt: skip
     return reduce_losses(
@@ -451,13 +452,13 @@ def cross_entropy_with_grad(
     if problem.labels is not None:
         losses: NDArray[np.float64] = np.empty(problem.labels.shape)
         if problem.columns:
-            n_invalid, denominator, total = column_kernels.xent_sparse_forward_backward_columns(
+            n_invalid, denominator, total = xent_labels_columns.xent_columns_forward_backward(
                 rows.size, rows, problem.labels, problem.weight, problem.ignore_index,
                 problem.smoothing, mean, problem.log_base, in_place, losses, grad_rows,
             )  # fmt: skip
         else:
-            n_invalid, denominator, total = kernels.xent_sparse_forward_backward(
-                rows.size, rows, *chain_arguments(rows), problem.labels, problem.weight,
+            n_invalid, denominator, total = xent_labels.xent_labels_forward_backward(
+                rows.size, rows, *plan_rows(rows), problem.labels, problem.weight,
                 _per_class_room(problem.weight, problem.smoothing, rows.dtype),
                 _per_class_room(problem.weight, problem.smoothing, rows.dtype),
                 problem.ignore_index, problem.smoothing, mean, problem.log_base, in_place,
@@ -476,8 +477,8 @@ def cross_entropy_with_grad(
         losses = np.empty(rows.shape[0])
         denominator, total = rows.shape[0], None
         scale = gradient_scale(problem.reduction, denominator, problem.log_base)
-        kernels.xent_dense_forward_backward(
-            rows.size, rows, *chain_arguments(rows), problem.probabilities, problem.weight,
+        xent_probs.xent_probs_forward_backward(
+            rows.size, rows, *plan_rows(rows), problem.probs, problem.weight,
             problem.smoothing, scale, in_place, losses, grad_rows,
         )  # fmt: skip
     loss = reduce_losses(

@@ -9,8 +9,8 @@ from numpy.typing import ArrayLike, NDArray
 
 from fastxent import _validate
 from fastxent._kernels import softmax as kernels
-from fastxent._kernels.rows import chain_arguments, rows_to_chain
 from fastxent._layout import compute_dtype, from_groups, from_rows, groups_view, rows_view
+from fastxent._plan import plan_rows, rows_to_chain
 
 #: The axes a reduction spans: one, several, or ``None`` for all of them (NumPy's meaning).
 Axis = int | tuple[int, ...] | None
@@ -111,7 +111,7 @@ def log_softmax(x: ArrayLike, axis: Axis = -1) -> NDArray[np.floating[Any]]:
     array, rows, where = _as_groups(x, axis)
     out = np.empty_like(rows)
     if rows.size:
-        kernels.log_softmax_rows(rows.size, rows, *chain_arguments(rows), out)
+        kernels.log_softmax_rows(rows.size, rows, *plan_rows(rows), out)
     return _from_groups(out, array.shape, where)
 
 
@@ -153,7 +153,7 @@ def logsumexp(
     array, rows, where = _as_groups(x, axis)
     if rows.size:
         out = np.empty(rows.shape[0], dtype=np.float64)
-        kernels.logsumexp_rows(rows.size, rows, *chain_arguments(rows), out)
+        kernels.logsumexp_rows(rows.size, rows, *plan_rows(rows), out)
     else:  # no groups, or empty ones: log 0
         out = np.full(rows.shape[0], -np.inf)
     shape = array.shape

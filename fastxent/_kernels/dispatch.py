@@ -1,7 +1,7 @@
 """One kernel source, compiled twice: multi-threaded for large inputs, serial for small ones.
 
-Starting a parallel region costs more than a small batch takes, so inputs below
-:func:`parallel_min_elements` run on the calling thread. How much smaller depends on the
+Starting a parallel region costs more than a small batch takes, so small inputs run on the
+calling thread (``fastxent._plan.runs_serially``). How much smaller depends on the
 threading layer (measured on 2 cores, rows of 1000 float32 classes):
 
 - ``omp`` keeps its worker threads spinning between launches (and burning the other
@@ -27,63 +27,27 @@ from typing import Any
 import numba
 
 from fastxent._config import parallel_kernel, serial_kernel
-from fastxent._environment import integer_setting
-from fastxent._threading import (
-    exclusive_layer,
-    launched_layer,
-    parallel_permission,
-    parallel_threads,
-    prepare,
-)
-
-# Inputs below this many elements never run in parallel, whatever the layer.
-PARALLEL_MIN_ELEMENTS = 1 << 15
-# The threshold of layers whose workers must be woken up for each launch (module docstring).
-PARALLEL_MIN_ELEMENTS_BY_LAYER = {"tbb": 1 << 17, "workqueue": 1 << 17}
-# Set to a number of elements to use that threshold under every layer (tests, tuning).
-THRESHOLD_ENV = "FASTXENT_PARALLEL_MIN_ELEMENTS"
-_THRESHOLD_OVERRIDE = integer_setting(
-    THRESHOLD_ENV, "a number of elements", "fastxent's default thresholds"
-)
-# Below this size no layer runs in parallel: checked first, before asking for the layer.
-_SMALLEST_PARALLEL = PARALLEL_MIN_ELEMENTS if _THRESHOLD_OVERRIDE is None else _THRESHOLD_OVERRIDE
-
-
-def parallel_min_elements(layer: str | None) -> int:
-    """Smallest input (in elements) that runs the parallel kernels under ``layer``."""
-    if _THRESHOLD_OVERRIDE is not None:
-        return _THRESHOLD_OVERRIDE
-    return PARALLEL_MIN_ELEMENTS_BY_LAYER.get(layer or "", PARALLEL_MIN_ELEMENTS)
-
-
-def _layer_threshold() -> int:
-    """:func:`parallel_min_elements` of this process's layer (chosen now if not yet)."""
-    layer = launched_layer()
-    if layer is None:
-        prepare()
-        layer = launched_layer()
-    return parallel_min_elements(layer)
-
-
-def _runs_serially(n_elements: int) -> bool:
-    """Whether an input of ``n_elements`` takes the serial compilation of a row kernel."""
-    # The size tests first: asking Numba for the thread count takes ~0.8 us.
-    return (
-        n_elements < _SMALLEST_PARALLEL or n_elements < _layer_threshold() or parallel_threads() < 2
-    )
+from fastxent._numba_compat import compiled_entry_point
+from fastxent._plan import runs_serially
+from fastxent._threading import exclusive_layer, parallel_permission
 
 
 class RowKernel:
     """A row kernel in its parallel and serial compilations, chosen by input size."""
 
+    #: Check at every :meth:`run_typed` call that the key still fixes the argument types.
+    verify_keys = False
+
     def __init__(self, function: Callable[..., Any]) -> None:
         self.__name__ = function.__name__
         self.__doc__ = function.__doc__
         self.function = function
-        # The serial compilation's entry points by the caller's key (run_typed).
+        # The serial compilation's entry points by the caller's key (run_typed), and the
+        # argument types each key was first used with.
         self._entry_points: dict[Any, Callable[..., Any]] = {}
+        self._signatures: dict[Any, tuple[Any, ...]] = {}
 
-    # Numba dispatchers are created on first use: making 26 of them at import took ~20 ms.
+    # Numba dispatchers are created on first use, not at import (that would slow it).
     @functools.cached_property
     def parallel(self) -> Any:
         """The ``parallel=True`` compilation (a Numba dispatcher)."""
@@ -96,7 +60,7 @@ class RowKernel:
 
     def __call__(self, n_elements: int, *args: Any) -> Any:
         """Run on ``args``; ``n_elements`` (the logits' size) picks the compilation."""
-        if _runs_serially(n_elements):
+        if runs_serially(n_elements):
             return self.serial(*args)
         return self._run_parallel(*args)
 
@@ -111,31 +75,29 @@ class RowKernel:
         """:meth:`__call__` for a caller that knows its arguments' Numba types by ``key``.
 
         Inputs that run serially then skip Numba's dispatch (the type of every argument
-        looked up before each call: ~0.6 of a 1 x 10 forward's ~4 us, and of a 64 x 1000
-        forward's ~18 us) and call the machine code of the serial compilation directly.
-        ``key`` must determine the Numba type of every argument: dtypes, dimensions,
-        layouts, writability, which are ``None``.
+        looked up before each call, a large part of a small call) and call the machine
+        code of the serial compilation directly. ``key`` must determine the Numba type of
+        every argument: dtypes, dimensions, layouts, writability, which are ``None``. With
+        :attr:`verify_keys` (the test suite sets it) every call checks that it does.
         """
-        if not _runs_serially(n_elements):
+        if not runs_serially(n_elements):
             return self._run_parallel(*args)
         entry_point = self._entry_points.get(key)
         if entry_point is None:
             result = self.serial(*args)
-            self._entry_points[key] = _entry_point(self.serial, args)
+            self._entry_points[key] = compiled_entry_point(self.serial, args)
+            self._signatures[key] = _signature(args)
             return result
+        if RowKernel.verify_keys and self._signatures[key] != _signature(args):
+            raise AssertionError(
+                f"{self.__name__}.run_typed: key {key!r} was first used for arguments of types "
+                f"{self._signatures[key]}, now for {_signature(args)}: the key misses a type"
+            )
         return entry_point(*args)
 
 
-def _entry_point(dispatcher: Any, args: tuple[Any, ...]) -> Callable[..., Any]:
-    """The compiled function that ``dispatcher`` runs for ``args``, without its dispatch.
-
-    The dispatcher itself where Numba does not expose it (a version without
-    ``overloads`` or ``entry_point``).
-    """
-    signature = tuple(numba.typeof(arg) for arg in args)
-    compiled = getattr(dispatcher, "overloads", {}).get(signature)
-    entry_point: Callable[..., Any] = getattr(compiled, "entry_point", None) or dispatcher
-    return entry_point
+def _signature(args: tuple[Any, ...]) -> tuple[Any, ...]:
+    return tuple(numba.typeof(arg) for arg in args)
 
 
 def row_kernel(function: Callable[..., Any]) -> RowKernel:

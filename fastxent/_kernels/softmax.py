@@ -21,28 +21,13 @@ import numpy as np
 from numba import prange
 
 from fastxent._config import kernel_part, row_helper
+from fastxent._kernels.chains import chain_span, following_row, row_chains
 from fastxent._kernels.dispatch import row_kernel
-from fastxent._kernels.rows import (
-    chain_span,
-    following_row,
-    row_chains,
-    row_exp_scaled_into,
-    row_exp_sum_and_max,
-    row_log_softmax_into,
-    row_max,
-    row_scale,
-    row_sum,
-    row_tiles,
-    short_rows_exp,
-    tile_log_sums,
-    tile_span,
-)
+from fastxent._kernels.reductions import row_exp_sum, row_max, row_sum
+from fastxent._kernels.sweeps import row_exp_scaled_into, row_log_softmax_into, row_scale
+from fastxent._kernels.tiles import row_tiles, short_rows_exp, tile_log_sums, tile_span
 from fastxent._simd import inline_into_callers
-
-# softmax takes rows of fewer classes than this by tiles, log_softmax and logsumexp rows
-# of fewer than LOG_SOFTMAX_TILE_CLASSES, whatever the batch (such rows are never chained).
-SOFTMAX_TILE_CLASSES = 256
-LOG_SOFTMAX_TILE_CLASSES = 128
+from fastxent._tuning import LOG_SOFTMAX_TILE_CLASSES, SOFTMAX_TILE_CLASSES
 
 
 @row_kernel
@@ -55,9 +40,9 @@ def softmax_rows(logits, chained, out):
     for i in prange(n_rows):
         row = logits[i]
         top = row_max(row)
-        probabilities = out[i]
-        row_exp_scaled_into(row, top, out.dtype.type(1.0), probabilities)
-        row_scale(probabilities, out.dtype.type(1.0 / row_sum(probabilities)))
+        probs = out[i]
+        row_exp_scaled_into(row, top, out.dtype.type(1.0), probs)
+        row_scale(probs, out.dtype.type(1.0 / row_sum(probs)))
 
 
 @kernel_part
@@ -75,13 +60,13 @@ def _softmax_tiles(logits, out):
     for tile in prange(n_tiles):
         start, stop = tile_span(tile, tile_rows, n_rows)
         block = logits[start:stop]
-        probabilities = out[start:stop]
+        probs = out[start:stop]
         tops = np.empty(stop - start, logits.dtype)
         for r in range(stop - start):
             tops[r] = row_max(block[r])
-        short_rows_exp(block, tops, probabilities)
+        short_rows_exp(block, tops, probs)
         for r in range(stop - start):
-            row_out = probabilities[r]
+            row_out = probs[r]
             row_scale(row_out, row_out.dtype.type(1.0 / row_sum(row_out)))
 
 
@@ -97,8 +82,8 @@ def log_softmax_rows(logits, chained, streaming, out):
         start, stop, top = chain_span(logits, chain, chain_rows)
         for i in range(start, stop):
             row = logits[i]
-            total, following_top = row_exp_sum_and_max(
-                row, top, following_row(chained, i, stop), streaming
+            total, _, following_top = row_exp_sum(
+                row, top, None, following_row(chained, i, stop), streaming
             )
             row_log_softmax_into(row, top, math.log(total), out[i])
             top = following_top
@@ -142,8 +127,8 @@ def logsumexp_rows(logits, chained, streaming, out):
         start, stop, top = chain_span(logits, chain, chain_rows)
         for i in range(start, stop):
             row = logits[i]
-            total, following_top = row_exp_sum_and_max(
-                row, top, following_row(chained, i, stop), streaming
+            total, _, following_top = row_exp_sum(
+                row, top, None, following_row(chained, i, stop), streaming
             )
             out[i] = _row_logsumexp(row, top, total)
             top = following_top

@@ -1,11 +1,7 @@
-"""Integer-target cross-entropy with the class axis in the middle: PyTorch's ``(N, C, d...)``.
+"""Integer-target cross-entropy with the class axis in the middle, ``(A, C, B)``, read in place.
 
-Logits arrive as a C-contiguous ``(A, C, B)`` array (``A`` = N, ``B`` = the product of the
-trailing sizes) and targets as ``(A, B)``. Each sample's classes are ``B`` elements apart,
-so instead of transposing (an ``N x C`` copy) the loops run over classes on the outside
-and over a contiguous tile of positions on the inside, which vectorises: per tile, the
-running max, then the float64 exp-sum, with O(tile) scratch. The formulas are those of
-``xent.py``.
+PyTorch's ``(N, C, d1, ...)`` layout: a copy into rows would cost a pass over the logits,
+so these kernels walk the classes down the middle axis for a tile of positions at once.
 """
 
 from __future__ import annotations
@@ -17,11 +13,15 @@ from numba import prange
 
 from fastxent._config import row_helper
 from fastxent._kernels.dispatch import row_kernel
-from fastxent._kernels.rows import row_sum
-from fastxent._kernels.xent import gradient_factor, label_summary, sparse_loss, target_gradient
+from fastxent._kernels.reductions import row_sum
+from fastxent._kernels.xent_terms import (
+    gradient_factor,
+    label_summary,
+    labels_loss,
+    target_gradient,
+)
 from fastxent._simd import exp_nonpositive, fmaximum, inline_into_callers
-
-TILE = 512  # positions per task: 512 float64 partial sums stay in L1
+from fastxent._tuning import COLUMN_TILE
 
 
 @row_helper
@@ -36,8 +36,8 @@ def _tile_max(logits, a, start, stop, top):
 
 
 @row_kernel
-def xent_sparse_forward_columns(logits, target, weight, ignore_index, smoothing, losses):
-    """``losses[a, b]`` = loss at sample ``a``, position ``b``; see ``xent_sparse_forward``.
+def xent_columns_forward(logits, target, weight, ignore_index, smoothing, losses):
+    """``losses[a, b]`` = loss at sample ``a``, position ``b``; see ``xent_labels_forward``.
 
     Returns ``(n_invalid, counted_weight)``; with invalid labels nothing else is computed.
     """
@@ -47,14 +47,14 @@ def xent_sparse_forward_columns(logits, target, weight, ignore_index, smoothing,
         return n_invalid, counted_weight, 0.0
     weight_total = np.sum(weight)
     spread = smoothing / n_classes
-    n_tiles = (n_inner + TILE - 1) // TILE
+    n_tiles = (n_inner + COLUMN_TILE - 1) // COLUMN_TILE
     for task in prange(n_outer * n_tiles):
         a = task // n_tiles
-        start = (task % n_tiles) * TILE
-        stop = min(start + TILE, n_inner)
+        start = (task % n_tiles) * COLUMN_TILE
+        stop = min(start + COLUMN_TILE, n_inner)
         top = np.empty(stop - start, logits.dtype)
         total = np.zeros(stop - start)
-        gap = np.zeros(stop - start)
+        depth = np.zeros(stop - start)
         _tile_max(logits, a, start, stop, top)
         for c in range(n_classes):
             for b in range(start, stop):
@@ -63,7 +63,7 @@ def xent_sparse_forward_columns(logits, target, weight, ignore_index, smoothing,
             for c in range(n_classes):
                 if weight[c] != 0.0:
                     for b in range(start, stop):
-                        gap[b - start] += (
+                        depth[b - start] += (
                             spread
                             * weight[c]
                             * (np.float64(top[b - start]) - np.float64(logits[a, c, b]))
@@ -73,20 +73,20 @@ def xent_sparse_forward_columns(logits, target, weight, ignore_index, smoothing,
             if label == ignore_index:
                 losses[a, b] = 0.0
                 continue
-            losses[a, b] = sparse_loss(
+            losses[a, b] = labels_loss(
                 math.log(total[b - start]), top[b - start], logits[a, label, b],
-                weight[label], weight_total, gap[b - start], smoothing, n_classes,
+                weight[label], weight_total, depth[b - start], smoothing, n_classes,
             )  # fmt: skip
     return 0, counted_weight, row_sum(losses.reshape(-1))
 
 
 @row_kernel
-def xent_sparse_forward_backward_columns(
+def xent_columns_forward_backward(
     logits, target, weight, ignore_index, smoothing, mean, log_base, in_place, losses, grad
 ):
     """Loss as in the forward, and the gradient of the reduced loss in ``grad`` (A, C, B).
 
-    Same contract as ``xent_sparse_forward_backward``; ``grad`` may be ``logits`` itself
+    Same contract as ``xent_labels_forward_backward``; ``grad`` may be ``logits`` itself
     (``in_place``), every value being read before it is overwritten.
     """
     n_outer, n_classes, n_inner = logits.shape
@@ -101,15 +101,15 @@ def xent_sparse_forward_backward_columns(
         scale, denominator = 0.0, 1.0
     weight_total = np.sum(weight)
     spread = smoothing / n_classes
-    n_tiles = (n_inner + TILE - 1) // TILE
+    n_tiles = (n_inner + COLUMN_TILE - 1) // COLUMN_TILE
     for task in prange(n_outer * n_tiles):
         a = task // n_tiles
-        start = (task % n_tiles) * TILE
-        stop = min(start + TILE, n_inner)
+        start = (task % n_tiles) * COLUMN_TILE
+        stop = min(start + COLUMN_TILE, n_inner)
         width = stop - start
         top = np.empty(width, logits.dtype)
         total = np.zeros(width)
-        gap = np.zeros(width)
+        depth = np.zeros(width)
         target_logit = np.empty(width, logits.dtype)
         _tile_max(logits, a, start, stop, top)
         for b in range(start, stop):
@@ -121,7 +121,7 @@ def xent_sparse_forward_backward_columns(
             for c in range(n_classes):
                 if weight[c] != 0.0:
                     for b in range(start, stop):
-                        gap[b - start] += (
+                        depth[b - start] += (
                             spread
                             * weight[c]
                             * (np.float64(top[b - start]) - np.float64(logits[a, c, b]))
@@ -144,9 +144,9 @@ def xent_sparse_forward_backward_columns(
             target_exp[b - start] = np.float64(grad[a, label, b])
             log_total = math.log(total[b - start])
             label_weight = weight[label]
-            losses[a, b] = sparse_loss(
+            losses[a, b] = labels_loss(
                 log_total, top[b - start], target_logit[b - start], label_weight,
-                weight_total, gap[b - start], smoothing, n_classes,
+                weight_total, depth[b - start], smoothing, n_classes,
             )  # fmt: skip
             factor[b - start] = gradient_factor(
                 label_weight, weight_total, smoothing, scale, denominator, n_classes,

@@ -1,4 +1,4 @@
-"""Kernels on rows that are already probabilities: cross-entropy from probabilities, entropy.
+"""Kernels on rows that are already probs: cross-entropy from probs, entropy.
 
 ``log`` has no vectorised form here, so these loops call it per element; they are
 memory-light and run in parallel over rows like the softmax kernels.
@@ -17,7 +17,7 @@ from fastxent._simd import inline_into_callers
 
 
 @row_kernel
-def xent_from_probs_dense(probs, target, eps, losses):
+def xent_from_probs_rows(probs, target, eps, losses):
     """``losses[i] = -sum_c q_c log(clip(P_c, eps, 1))``; classes with ``q_c == 0`` add 0."""
     n_rows, n_classes = probs.shape
     for i in prange(n_rows):

@@ -9,10 +9,9 @@ from numpy.typing import ArrayLike, NDArray
 
 from fastxent import _validate
 from fastxent._api.common import Loss, reduce_losses
-from fastxent._kernels import probabilities as prob_kernels
-from fastxent._kernels import xent as xent_kernels
-from fastxent._kernels.rows import chain_arguments
+from fastxent._kernels import distributions, xent_labels, xent_probs
 from fastxent._layout import compute_dtype, rows_target, rows_view
+from fastxent._plan import plan_rows
 
 
 def _rows_and_axis(
@@ -79,9 +78,9 @@ def cross_entropy_from_probs(
     log_base = _validate.log_base(base)
     target_array = np.asarray(target)
     losses = np.empty(rows.shape[0], dtype=np.float64)
-    if _validate.target_kind(target_array) == "index":
+    if _validate.target_kind(target_array) == "labels":
         n_classes = rows.shape[1]
-        _validate.index_target(target_array, batch_shape, n_classes, ignore_index=None)
+        _validate.labels_target(target_array, batch_shape, n_classes, ignore_index=None)
         labels = rows_target(target_array)
         # One gather per row: O(N) NumPy, no kernel needed.
         picked = rows[np.arange(rows.shape[0]), labels].astype(np.float64)
@@ -90,7 +89,7 @@ def cross_entropy_from_probs(
     else:
         _validate.same_shape(target_array, array.shape, "target", "probs")
         targets = rows_view(target_array, class_axis, compute_dtype(target_array.dtype))
-        prob_kernels.xent_from_probs_dense(rows.size, rows, targets, clip, losses)
+        distributions.xent_from_probs_rows(rows.size, rows, targets, clip, losses)
     return reduce_losses(losses, mode, float(rows.shape[0]), log_base, batch_shape, rows.dtype)
 
 
@@ -131,7 +130,7 @@ def entropy(
     mode = _validate.reduction_mode(reduction)
     log_base = _validate.log_base(base)
     losses = np.empty(rows.shape[0], dtype=np.float64)
-    prob_kernels.entropy_rows(rows.size, rows, losses)
+    distributions.entropy_rows(rows.size, rows, losses)
     return reduce_losses(losses, mode, float(rows.shape[0]), log_base, batch_shape, rows.dtype)
 
 
@@ -187,16 +186,16 @@ def kl_divergence(
     n_classes = rows.shape[1]
     ones = np.ones(n_classes)
     losses = np.empty(rows.shape[0], dtype=np.float64)
-    if _validate.target_kind(target_array) == "index":
-        _validate.index_target(target_array, batch_shape, n_classes, ignore_index=None)
+    if _validate.target_kind(target_array) == "labels":
+        _validate.labels_target(target_array, batch_shape, n_classes, ignore_index=None)
         labels = rows_target(target_array)
-        xent_kernels.xent_sparse_forward(
-            rows.size, rows, *chain_arguments(rows), labels, ones, None, -1, 0.0, losses
+        xent_labels.xent_labels_forward(
+            rows.size, rows, *plan_rows(rows), labels, ones, None, -1, 0.0, losses
         )
     else:
         _validate.same_shape(target_array, array.shape, "target", "logits")
         targets = rows_view(target_array, class_axis, compute_dtype(target_array.dtype))
-        xent_kernels.xent_dense_forward(
-            rows.size, rows, *chain_arguments(rows), targets, ones, 0.0, True, losses
+        xent_probs.xent_probs_forward(
+            rows.size, rows, *plan_rows(rows), targets, ones, 0.0, True, losses
         )
     return reduce_losses(losses, mode, float(rows.shape[0]), log_base, batch_shape, rows.dtype)

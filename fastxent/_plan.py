@@ -1,0 +1,85 @@
+"""Host-side planning: how the kernels take an input. Wrappers ask here; kernels obey.
+
+Every decision is made from sizes before a kernel runs and passed to it as arguments, so
+that Numba compiles each case apart (it prunes branches on ``None`` argument types):
+
+- :func:`plan_rows`: whether rows come from memory, taken in chains with each row's
+  exp-sum finding the next row's max (``chained``), and whether those chains prefetch
+  (``streaming``).
+- :func:`runs_serially`: whether an input is too small to be worth waking threads for,
+  or the threading layer cannot run a parallel kernel safely right now.
+
+The thresholds are ``fastxent._tuning.THRESHOLDS``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+from numpy.typing import NDArray
+
+from fastxent._threading import launched_layer, parallel_threads, prepare
+from fastxent._tuning import THRESHOLDS, WHOLE_ROW
+
+
+class RowPlan(NamedTuple):
+    """How the row kernels take a ``(R, C)`` input (the kernels' first two arguments)."""
+
+    #: The rows themselves when taken in chains (from memory), else ``None``.
+    chained: NDArray[Any] | None
+    #: Whether the chains prefetch the next row (long rows of an input beyond the cache).
+    streaming: bool
+
+
+def rows_to_chain(rows: NDArray[Any]) -> NDArray[Any] | None:
+    """``rows`` if the kernels take them in chains, else ``None``.
+
+    Rows of fewer than ``chain_min_classes`` classes go by tiles, never chained; rows of
+    up to ``WHOLE_ROW`` classes in an input that stays in cache are summed whole.
+    """
+    n_classes = rows.shape[1]
+    if n_classes < THRESHOLDS.chain_min_classes or (
+        n_classes <= WHOLE_ROW and rows.nbytes <= THRESHOLDS.cache_resident_bytes
+    ):
+        return None
+    return rows
+
+
+def streams_from_memory(rows: NDArray[Any]) -> bool:
+    """Whether ``rows`` cannot all stay in the caches (larger than ``streaming_min_bytes``)."""
+    return rows.nbytes > THRESHOLDS.streaming_min_bytes
+
+
+def plan_rows(rows: NDArray[Any]) -> RowPlan:
+    """The :class:`RowPlan` of ``rows``.
+
+    Chains for rows from memory; prefetching for long chained rows of an input that
+    streams from memory.
+    """
+    chained = rows_to_chain(rows)
+    long_rows = rows.shape[1] >= THRESHOLDS.prefetch_min_classes
+    return RowPlan(chained, chained is not None and long_rows and streams_from_memory(rows))
+
+
+def parallel_min_elements(layer: str | None) -> int:
+    """Smallest input (in elements) that runs the parallel kernels under ``layer``."""
+    return THRESHOLDS.parallel_min_elements_for(layer)
+
+
+def _layer_threshold() -> int:
+    """:func:`parallel_min_elements` of this process's layer (chosen now if not yet)."""
+    layer = launched_layer()
+    if layer is None:
+        prepare()
+        layer = launched_layer()
+    return parallel_min_elements(layer)
+
+
+def runs_serially(n_elements: int) -> bool:
+    """Whether an input of ``n_elements`` takes the serial compilation of a row kernel."""
+    # The size tests first: asking Numba for the thread count costs more than they do.
+    return (
+        n_elements < THRESHOLDS.parallel_min_elements
+        or n_elements < _layer_threshold()
+        or parallel_threads() < 2
+    )
