@@ -1,7 +1,7 @@
 """Keep Numba's on-disk cache of fastxent's kernels fresh when any of their sources change.
 
 Numba keys a cached function by a hash of the one file that defines it. A fastxent kernel
-inlines helpers and primitives from other files (``_kernels/reductions.py``, ``_simd.py``), so
+inlines helpers and primitives from other files (``_kernels/*.py``, ``_simd/*.py``), so
 after an edit there (a ``git pull`` into an editable install, say) the kernel's own file
 is unchanged and Numba would load machine code built from the old helpers: silently
 wrong or slow. Here each fastxent function gets, as its source stamp, one hash of all the
@@ -36,8 +36,10 @@ def package_sources() -> tuple[Path, ...]:
         sorted(
             [
                 *PACKAGE_DIR.glob("_kernels/*.py"),
-                PACKAGE_DIR / "_simd.py",
+                *PACKAGE_DIR.glob("_simd/*.py"),
                 PACKAGE_DIR / "_config.py",
+                PACKAGE_DIR / "_tuning.py",  # its constants are compiled in
+                PACKAGE_DIR / "_numba_compat.py",  # it emits code for the intrinsics
             ]
         )
     )
