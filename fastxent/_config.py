@@ -32,8 +32,8 @@ PRIMITIVE_FASTMATH = frozenset({"contract"})
 
 # Only explicit ``prange`` loops run in parallel. With ``parallel=True`` Numba also turns
 # whole-array operations outside them (``np.sum(weight)``, ``astype``, ``out[:] = 0``) into
-# parallel loops of their own, each one more launch and join of the threads: on 64 rows of
-# 1000 classes those took the kernel from 50 to 61 us (a serial run took 67 us).
+# parallel loops of their own, each one more launch and join of the threads, which costs
+# more than such small operations take (see docs/performance.md, "Design decisions").
 PARALLEL_OPTIONS = {
     "prange": True,
     "comprehension": False,

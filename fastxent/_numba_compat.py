@@ -1,9 +1,11 @@
 """Every use of a Numba or llvmlite interface that is not public API, behind one door.
 
-Each hook is kept because it pays for itself (``docs/design.md``, "Decisions"), and each
-has a check, :func:`check`, that the test suite runs: after a Numba upgrade that breaks
-one, the suite fails with a message naming the hook and the Numba version, instead of
-fastxent silently slowing down or computing with stale machine code.
+Each hook is kept because it pays for itself: the measurements are in
+``docs/performance.md``, "Design decisions", and what each hook is for in
+``docs/design.md``, "Decisions that rely on Numba internals". Each has a check,
+:func:`check`, that the test suite runs: after a Numba upgrade that breaks one, the suite
+fails with a message naming the hook and the Numba version, instead of fastxent silently
+slowing down or computing with stale machine code.
 
 - :func:`add_function_attribute`: LLVM function attributes from inside an intrinsic
   (``alwaysinline`` for the row helpers, the 512-bit vector width).

@@ -110,8 +110,8 @@ def parallel_threads() -> int:
     """Threads a parallel kernel launched now from this thread would get (1: run serially).
 
     1 in a forked child of an ``omp`` parent. Called before every large kernel, so it reads
-    Numba's thread count directly (~0.3 us) where Numba has that function;
-    ``numba.get_num_threads()`` takes a process-wide lock first (~1.7 us).
+    Numba's thread count directly where Numba has that function:
+    ``numba.get_num_threads()`` takes a process-wide lock first.
     """
     if not _prepared:
         prepare()

@@ -12,10 +12,10 @@ from numpy.typing import NDArray
 Loss = Any  # a NumPy scalar of the result dtype, or an array for reduction="none"
 
 _LARGEST = {"f": float(np.finfo(np.float32).max), "d": math.inf}
-# A Python float to the result scalar. NumPy 2 makes ``np.float32(x)`` in ~0.5 us, and
-# ``np.float32(1) * x`` (the same float32: the "weak" Python scalar is rounded to float32,
-# then multiplied exactly by 1) in ~0.1 us, a tenth of a small call. NumPy 1 computes that
-# product in float64, so there the constructor stays.
+# A Python float to the result scalar. NumPy 2's ``np.float32(x)`` is slow next to a small
+# call; ``np.float32(1) * x`` gives the same float32 (the "weak" Python scalar is rounded
+# to float32, then multiplied exactly by 1) far faster. NumPy 1 computes that product in
+# float64, so there the constructor stays.
 _FLOAT32_ONE = np.float32(1.0)
 _TO_RESULT: dict[str, Callable[[float], Any]] = {
     "f": _FLOAT32_ONE.__mul__ if type(_FLOAT32_ONE * 0.5) is np.float32 else np.float32,

@@ -38,9 +38,9 @@ def _common_forward(
 
     ``None`` when a label is out of range or a weight is not finite (the general path then
     raises), and for a "mean" over a zero weight (the general path's
-    :func:`zero_weight_mean`). Without the :class:`Problem` and the general reduction, a
-    1 x 10 call took 4.9 instead of 7.9 us; through the general path, a weight took it
-    from 3.8 to 14 us.
+    :func:`zero_weight_mean`). It skips the :class:`Problem` and the general reduction:
+    their checks and bookkeeping (costlier still with a weight) are most of a small
+    call's time (see ``docs/performance.md``, "Design decisions").
     """
     n_rows = logits.shape[0]
     losses: NDArray[np.float64] = np.empty(n_rows)

@@ -120,7 +120,7 @@ def is_common_call(
         and target.dtype is _INT64
         and logits.ndim == 2
         and target.ndim == 1
-        and len(target) == len(logits)  # (a third of `target.shape == logits.shape[:1]`)
+        and len(target) == len(logits)  # (no tuples, unlike `target.shape == logits.shape[:1]`)
         and logits.shape[1] > 0
         and 0.0 <= label_smoothing <= 1.0
         and -(2**63) <= ignore_index < 2**63

@@ -20,11 +20,11 @@ def row_chains(n_rows, rows):
 
     ``rows`` is :func:`rows_to_chain` of the input. Rows from memory go in chains of
     up to ``CHAIN_ROWS`` consecutive rows (at least 16 chains, for the threads to share):
-    each row's exp-sum takes the next row's max (:func:`row_exp_sum_depth_and_max`), and
-    only a chain's first row has a max pass of its own. Rows summed whole (``rows`` is
-    ``None``) go one per chain. Chains of 64 rows ran 0.91-0.98x the time of chains of 16
-    at 1024 x 128256, 4096 x 32000 and 8192 x 1000; chains of rows in cache lost
-    (forward 64 x 1000 1.18x, 128 x 512 1.36x the time), so those keep a max pass each.
+    each row's exp-sum takes the next row's max (:func:`row_exp_sum`), so the next row
+    streams in while the current one computes, and only a chain's first row has a max
+    pass of its own. Rows summed whole (``rows`` is ``None``) go one per chain: rows
+    already in cache have no memory wait to hide, and chaining them only slows them (see
+    ``docs/performance.md``, "Design decisions").
     """
     inline_into_callers()
     if rows is None:
@@ -58,13 +58,8 @@ def row_prefetch(row):
     """Ask for every cache line of ``row`` (into L2) without waiting for them.
 
     For a row that a kernel skips among rows it reads from memory one after another (an
-    ignored label): the depth otherwise breaks the hardware prefetcher's stream, and the rows
-    after it wait for memory. The gradient of 8192 and 16384 rows of 1000 float32 classes
-    (into ``out=``, one and two threads) with 15 % of the labels ignored at random took
-    1.07-1.17x the time of no label ignored without this, 0.91-1.08x with it; every tenth
-    ignored, 1.18-1.26x and 1.00-1.19x. (In a stripped-down copy of the loop, ordinary
-    loads of the skipped row did as well as the prefetches; zeroing its gradient with
-    ordinary stores instead of ``memset`` changed nothing.)
+    ignored label): a skipped row otherwise breaks the hardware prefetcher's stream, and
+    the rows after it wait for memory. Asking for it keeps the stream unbroken.
     """
     inline_into_callers()
     line = CACHE_LINE_BYTES // row.itemsize

@@ -1,17 +1,16 @@
 """One kernel source, compiled twice: multi-threaded for large inputs, serial for small ones.
 
 Starting a parallel region costs more than a small batch takes, so small inputs run on the
-calling thread (``fastxent._plan.runs_serially``). How much smaller depends on the
-threading layer (measured on 2 cores, rows of 1000 float32 classes):
+calling thread (``fastxent._plan.runs_serially``). How small depends on the threading
+layer, because its launch cost does (the thresholds are ``fastxent._tuning.THRESHOLDS``;
+see ``docs/performance.md``, "Design decisions"):
 
-- ``omp`` keeps its worker threads spinning between launches (and burning the other
-  core): a launch costs ~3 us, and 64 x 1000 rows took 25 us in parallel against 36 us
-  serially.
+- ``omp`` keeps its worker threads spinning between launches (burning the other cores'
+  time), so a launch is cheap and modest batches already gain from threads.
 - ``tbb``'s workers sleep between launches, and Numba's ``tbb`` layer opens a new task
-  arena for each one: the second core joined 20-80 us late. 64 x 1000 rows took 39 us
-  in parallel back to back and 55 us with 1 ms between calls, against 36 us serially;
-  parallel wins clearly from ~2**17 elements (256 x 1000: 101 us against 138 us).
-- ``workqueue`` takes ~90 us per launch.
+  arena for each one: the other threads join late, later still after a pause between
+  calls, so only larger inputs make up for the wait.
+- ``workqueue``'s launches are slow too; it has ``tbb``'s larger threshold.
 
 Where the threading layer cannot run a parallel kernel safely right now (see
 ``fastxent._threading``) the serial one runs instead: same code, same results. Both

@@ -1,4 +1,4 @@
-"""Kernels on rows that are already probs: cross-entropy from probs, entropy.
+"""Kernels on rows that are already probabilities: cross-entropy from probabilities, entropy.
 
 ``log`` has no vectorised form here, so these loops call it per element; they are
 memory-light and run in parallel over rows like the softmax kernels.

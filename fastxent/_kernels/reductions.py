@@ -36,13 +36,12 @@ def row_max(row):
     """Largest element of ``row``; ``nan`` if the row holds a ``nan`` (its loss is ``nan``).
 
     LLVM's vector loop takes ``MAX_VECTOR`` elements per iteration and leaves the rest to
-    a serial chain of scalar max operations (~2.3 ns each). A remainder of more than 16 is
-    instead taken as one more vector pass over the row's last ``MAX_VECTOR`` elements: they
-    overlap elements already seen, which a max does not mind (100 classes: 143 -> 80 ns).
-    Rows of up to ``2 * MAX_VECTOR`` elements read both passes side by side in one loop,
-    with one horizontal reduction instead of two (forward+grad of 256 x 100 0.89x the
-    time). (Windows of 32 or 16 for shorter rows ran 1.5-1.8x slower: LLVM left those
-    loops scalar.)
+    a serial chain of scalar max operations, slow on a short row. A remainder of more
+    than 16 is instead taken as one more vector pass over the row's last ``MAX_VECTOR``
+    elements: they overlap elements already seen, which a max does not mind. Rows of up
+    to ``2 * MAX_VECTOR`` elements read both passes side by side in one loop, with one
+    horizontal reduction instead of two. (Narrower windows for shorter rows would not
+    help: LLVM leaves loops of 32 or 16 elements scalar.)
     """
     inline_into_callers()
     size = row.size
@@ -115,9 +114,9 @@ def _block_exp_sum(block, shift):
     """``sum_c exp(block[c] - shift)`` in float64, summed in lanes of the block's dtype.
 
     LLVM's vector loop takes ``SUM_VECTOR`` elements per iteration and leaves the rest to
-    scalar code (~2.2 ns per element). A remainder is instead summed as one more vector
-    pass over the block's last ``SUM_VECTOR`` elements, with the ones already summed
-    masked out (rows of 100 float32 classes: 0.71x the forward's time, 1000: 0.94x).
+    scalar code, one element at a time, which would be much of a short row's work. A
+    remainder is instead summed as one more vector pass over the block's last
+    ``SUM_VECTOR`` elements, with the ones already summed masked out.
     """
     inline_into_callers()
     size = block.size
@@ -204,7 +203,7 @@ def _depth_masked_into(block, shift, weight, skip, depth):
 
 @row_helper
 def row_depth(row, shift, weight):
-    """:func:`row_exp_sum_and_depth`'s second sum alone, for a whole row (same caveats)."""
+    """:func:`row_exp_sum`'s ``depth`` alone, for a whole row (same caveats)."""
     inline_into_callers()
     return _block_depth(row, shift, weight)
 
@@ -302,8 +301,8 @@ def _exp_sum_depth_and_max_into(block, shift, weight, following, zero, top):
 def logs_into(values, out):
     """``out = log(values)`` for positive normal float64 ``values`` (or ``nan``), vectorised.
 
-    For a tile's exp-sums: one call of ``math.log`` per short row was a third of the
-    forward's time on rows of 10 classes.
+    For a tile's exp-sums: ``math.log`` is a library call per row, costly next to the rest
+    of a short row's work.
     """
     inline_into_callers()
     use_512bit_vectors()

@@ -4,13 +4,10 @@ Every row is read from memory once, by its maximum ``m`` (for log_softmax and lo
 of rows from memory, in the previous row's exp-sum loop: ``row_chains``); then, from
 cache, the float64 sum ``S`` of ``exp(x - m)``, and the output: ``softmax = exp(x - m) / S``,
 ``log_softmax = x - m - log S`` and ``logsumexp = m + log S`` (``m`` itself where it is
-not finite). softmax computes
-``exp(x - m)`` once, into the output row, then sums and scales it there, while the row is
-still in cache: 256 x 100 float32 0.73x the time of computing ``exp`` twice (once for the
-sum, once for the output), 64 x 1000 0.80x, and for rows from memory too (in-process A/B:
-8192 x 1000 0.90x, 16384 x 500 0.78x, 128 x 2000 0.73x, 4096 x 32000 0.96x,
-1024 x 128256 0.94x). Each kernel's ``chained`` is ``rows_to_chain(logits)``
-(``fastxent._kernels.rows``).
+not finite). softmax computes ``exp(x - m)`` once, into the output row, then sums and
+scales it there while the row is still in cache: rereading the row from cache costs less
+than computing ``exp`` twice (once for the sum, once for the output), for rows from
+memory too. Each kernel's ``chained`` is ``rows_to_chain(logits)`` (``fastxent._plan``).
 """
 
 from __future__ import annotations
@@ -49,11 +46,10 @@ def softmax_rows(logits, chained, out):
 def _softmax_tiles(logits, out):
     """Softmax of rows shorter than a block, a tile of rows at once: one ``exp`` loop.
 
-    As the gradient's tiles (``fastxent._kernels.xent``): a row of a few dozen classes
-    would otherwise run its ``exp`` as the vector loop's scalar remainder. In-process A/B
-    against row by row: 65536 x 10 0.50x the time, 4096 x 32 0.67x, 256 x 100 0.80x,
-    1024 x 200 0.94x; but 64 x 1000 1.10x (a tile of 16 such rows outgrows L1), so
-    longer rows stay row by row.
+    As the gradient's tiles (``fastxent._kernels.xent_labels``): a row of a few dozen
+    classes would otherwise run its ``exp`` as the vector loop's scalar remainder. Rows of
+    ``SOFTMAX_TILE_CLASSES`` classes or more stay row by row: their loops are mostly
+    vector already, and a tile of them outgrows L1.
     """
     n_rows, n_classes = logits.shape
     tile_rows, n_tiles = row_tiles(n_rows, n_classes)
@@ -96,11 +92,9 @@ def _log_softmax_tiles(logits, out):
     The maxima and log-sums of a tile come from :func:`tile_log_sums`, as in the
     cross-entropy forward, with the output's tile as its scratch, which the results then
     overwrite. Rows of at most 32 classes are summed down the columns of the transposed
-    tile, longer ones after one flat ``exp`` loop over the tile. Against row by row
-    (in-process A/B): 10 classes 0.36x the time, 32 0.70x, 33 to 48 0.58-0.66x (the row
-    loops there are all scalar remainder), 80 0.77x, 100 0.87x, 127 0.97x; but 128 1.02x,
-    192 1.13x, 250 1.11x (the row loops' remainders are short or vector there), hence
-    ``LOG_SOFTMAX_TILE_CLASSES``.
+    tile, longer ones after one flat ``exp`` loop over the tile. Tiles pay where a row's
+    loops would be mostly scalar remainder; from ``LOG_SOFTMAX_TILE_CLASSES`` classes on
+    the row loops' remainders are short or vector, and rows go one by one.
     """
     n_rows, n_classes = logits.shape
     tile_rows, n_tiles = row_tiles(n_rows, n_classes)

@@ -35,7 +35,7 @@ def row_exp_scaled_minus_into(row, shift, factor, amounts, out):
     """``out = exp(row - shift) * factor - amounts``, ``amounts`` in ``out``'s dtype.
 
     The gradient with label smoothing in one sweep: a separate pass subtracting float64
-    weights took 1024 x 128256 to 1.35x the time of the plain gradient.
+    weights would go over every gradient row once more.
     """
     inline_into_callers()
     use_512bit_vectors()

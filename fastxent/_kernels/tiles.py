@@ -134,10 +134,10 @@ def short_rows_log_sums(block, tops, columns, log_totals):
 
     The block is first copied transposed into ``columns`` (shape ``(C, R)``, the caller's
     scratch), so that the max, the ``exp`` and the sums all run down the columns, one
-    vector lane per row, with no horizontal reduction and no per-row remainder. On rows of
-    10 float32 this took the forward from 42 to 24 ns per row. The sums are float64-accurate
-    but run in the block's dtype, split by ``split_for_sum``: float32 terms added into
-    float64 lanes made the ``exp`` loop 8 lanes wide instead of 16.
+    vector lane per row, with no horizontal reduction and no per-row remainder (row by
+    row, a 10-class row would be nothing but those). The sums are float64-accurate but
+    run in the block's dtype, split by ``split_for_sum``: float32 terms added into float64
+    lanes would make the ``exp`` loop 8 lanes wide instead of 16.
     """
     inline_into_callers()
     use_512bit_vectors()
@@ -171,10 +171,10 @@ def short_rows_shift_and_depths(block, tops, weight, shifted, depths):
     """For a tile of rows: ``shifted = block - tops``, and label smoothing's depths.
 
     ``depths[r] = sum_c weight[c] * (tops[r] - block[r, c])``, summed as :func:`row_depth`
-    sums it (in the tile's dtype, with ``weight`` in it: in float64 lanes, a forward+grad
-    of 64 x 1000 took 1.8x the time), in the same sweep as the subtraction. ``shifted``
-    (the block's shape, C-contiguous) must not be ``block``: callers check the depths with
-    the logits (:func:`checked_depths`), then take ``exp`` of ``shifted`` (:func:`exp_into`).
+    sums it (in the tile's dtype, with ``weight`` in it: float64 lanes would be half as
+    wide), in the same sweep as the subtraction. ``shifted`` (the block's shape,
+    C-contiguous) must not be ``block``: callers check the depths with the logits
+    (:func:`checked_depths`), then take ``exp`` of ``shifted`` (:func:`exp_into`).
     """
     inline_into_callers()
     use_512bit_vectors()
@@ -195,8 +195,8 @@ def tile_exp_log_sums_and_depths(block, tops, weight, scratch, log_totals, depth
     """:func:`tile_exp_log_sums`, and label smoothing's depths summed in the same sweep.
 
     ``depths`` as from :func:`short_rows_shift_and_depths` (callers check them with the
-    logits): summed row by row in a loop of their own, they made the smoothed forward of
-    33 to 127 classes 1.1-1.3x the plain one's time.
+    logits): summed in the sweep that subtracts the maxima, not in a row loop of their
+    own, which would read the tile once more.
     """
     inline_into_callers()
     for r in range(tops.size):
@@ -214,11 +214,10 @@ def short_rows_depths(columns, tops, weight, depths):
     For label smoothing on a tile of short rows, after :func:`short_rows_log_sums` (which
     leaves the tile transposed in ``columns``): one vector lane per row, like the sums.
     As in :func:`row_depth`, the terms (all >= 0, no cancellation) are summed in the tile's
-    dtype with ``weight`` in it, then stored in float64 in ``depths``: in float64 lanes the
-    loop ran 8 wide with conversions, and the smoothed forward of 65536 x 10 took 1.05x
-    the time (4096 x 32: 1.03-1.09x). A depth comes out ``inf`` or ``nan`` where a term does
-    (a zero weight at ``-inf``, a span or a weight beyond the dtype's range); callers then
-    use :func:`row_weighted_depth` for that row.
+    dtype with ``weight`` in it, then stored in float64 in ``depths``: float64 lanes would
+    make the loop half as wide, with conversions. A depth comes out ``inf`` or ``nan``
+    where a term does (a zero weight at ``-inf``, a span or a weight beyond the dtype's
+    range); callers then use :func:`row_weighted_depth` for that row.
     """
     inline_into_callers()
     use_512bit_vectors()

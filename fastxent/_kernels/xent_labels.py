@@ -239,7 +239,7 @@ def _labels_forward_backward_rows_once(
         out = grad[i]
         row = logits[i]
         if label == ignore_index:
-            row_prefetch(row)  # read it anyway: a depth slows the rows after it
+            row_prefetch(row)  # read it anyway: a skipped row breaks the prefetcher's stream
             losses[i] = 0.0
             out[:] = 0.0
             continue
@@ -347,10 +347,9 @@ def _labels_forward_backward_tiles(
         if row_weight is None:
             short_rows_exp(block, tops, out)
         else:
-            # Label smoothing's depths in the same sweep as the subtraction, into scratch so
-            # that the logits stay intact for checked_depths (in place too). Summed in a row
-            # loop of their own, they made the smoothed call ~1.2-1.3x the plain one's
-            # time (now ~1.05-1.15x).
+            # Label smoothing's depths in the same sweep as the subtraction (a row loop of
+            # their own would read the tile again), into scratch so that the logits stay
+            # intact for checked_depths (in place too).
             shifted = np.empty((stop - start, n_classes), logits.dtype)
             short_rows_shift_and_depths(block, tops, row_weight, shifted, depths)
             checked_depths(block, tops, weight, spread, depths)

@@ -87,10 +87,10 @@ def fmaximum(a: float, b: float) -> float:
     Of two zeros it may return either (the kernels use a row's max as a shift, where the
     sign of a zero changes nothing). LLVM vectorises a reduction of it into one ``vmaxps``
     plus a ``nan`` fix-up per vector and a tree at the end; ordering ``-0`` below ``+0``
-    took two more instructions per vector on the loop's dependency chain (rows of 1000
-    float32: 219 -> 125 ns). ``llvm.maxnum`` (which skips ``nan``) vectorised with a bail-out
-    to scalar code on ``nan``, a scalar remainder and a 16-step serial horizontal reduction:
-    2.7x slower on rows of 1000 float32.
+    would put two more instructions per vector on the loop's dependency chain.
+    ``llvm.maxnum`` (which skips ``nan``) is no substitute: LLVM vectorises it with a
+    bail-out to scalar code on ``nan``, a scalar remainder and a 16-step serial horizontal
+    reduction.
     """
     if math.isnan(a) or math.isnan(b):
         return math.nan
@@ -110,8 +110,8 @@ def fmax_unchecked(a: float, b: float) -> float:
     :func:`fmaximum` without its ``nan`` fix-up: a reduction of it is one ``vmaxps`` per
     vector, where :func:`fmaximum` adds a compare and a masked move. Only for maxima that
     matter solely when no ``nan`` is present. The row kernels take the next row's max in
-    the exp-sum's loop this way (2 of its ~25 instructions per 16 float32; forward
-    1024 x 128256 0.97x the time): a ``nan`` in that row makes its own exp-sum ``nan``
+    the exp-sum's loop this way (2 of its ~25 instructions per 16 float32; the fix-up would
+    lengthen that loop for nothing): a ``nan`` in that row makes its own exp-sum ``nan``
     whatever its max, and with it every output of the row.
     """
     return a if a > b else b
@@ -176,11 +176,11 @@ def vector_width_bits() -> int:
 def use_512bit_vectors(typingctx):
     """Let LLVM vectorise the calling function with 512-bit registers.
 
-    LLVM's tuning for AVX-512 CPUs prefers 256-bit vectors. For the polynomial ``exp`` the
-    512-bit ones ran 1.25-1.35x faster with two threads on the reference machine (Xeon,
-    AVX-512). The hint is an attribute of the function whose body calls this intrinsic
-    (an intrinsic, not an ``overload``, so that it lands there); on CPUs without AVX-512
-    LLVM ignores it.
+    LLVM's tuning for AVX-512 CPUs prefers 256-bit vectors, which would leave half of each
+    register idle in the arithmetic-bound polynomial ``exp`` loops (see
+    ``docs/performance.md``, "Design decisions"). The hint is an attribute of the function
+    whose body calls this intrinsic (an intrinsic, not an ``overload``, so that it lands
+    there); on CPUs without AVX-512 LLVM ignores it.
     """
 
     def codegen(context, builder, signature, args):
@@ -199,8 +199,7 @@ def inline_into_callers(typingctx):
     large for LLVM's inliner. Left as a call, each array argument and slice is
     reference-counted with an atomic increment and decrement per call: ~15 of them per
     row, on a counter that all threads share. Inlined, Numba's reference-count pruning
-    removes them: the exp-sum of 1000-class rows ran at 0.41 instead of 0.63 ns per
-    element. Every ``row_helper`` starts with this call.
+    removes them. Every ``row_helper`` starts with this call.
     """
 
     def codegen(context, builder, signature, args):
