@@ -106,7 +106,7 @@ def check() -> None:
     import numpy as np
 
     from fastxent import _cache
-    from fastxent._simd import inline_into_callers, use_512bit_vectors
+    from fastxent._simd import fmaximum, inline_into_callers, prefetch, use_512bit_vectors
 
     @numba.njit
     def probe(x):  # type: ignore[no-untyped-def]
@@ -114,6 +114,17 @@ def check() -> None:
         use_512bit_vectors()
         return x + 1.0
 
+    @numba.njit
+    def llvm_probe(values):  # type: ignore[no-untyped-def]
+        prefetch(values, 1)
+        return fmaximum(values[0], values[1])
+
+    try:
+        largest = llvm_probe(np.array([1.0, np.nan]))
+    except Exception as error:  # noqa: BLE001  (any failure to compile is the news)
+        raise _broken("declare_llvm_function/element_pointer", repr(error)) from error
+    if not np.isnan(largest):
+        raise _broken("declare_llvm_function", "llvm.maximum no longer propagates nan")
     args = (np.float64(1.0),)
     probe(*args)
     ir = next(iter(probe.inspect_llvm().values()))
