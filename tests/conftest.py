@@ -16,11 +16,15 @@ from typing import Any
 import numpy as np
 import pytest
 
-# The suite's multi-threaded cases are sized for this threshold (> 32768 elements); without
-# it, fastxent's default under the tbb and workqueue layers is 4x larger.
-os.environ["FASTXENT_PARALLEL_MIN_ELEMENTS"] = str(1 << 15)
+#: The suite's parallel threshold, under every threading layer (without it, fastxent's
+#: default under the tbb and workqueue layers is 4x larger). Its multi-threaded cases are
+#: sized from ``THRESHOLDS.parallel_min_elements``, which this sets (:func:`parallel_rows`).
+PARALLEL_MIN_ELEMENTS = 1 << 15
+os.environ["FASTXENT_PARALLEL_MIN_ELEMENTS"] = str(PARALLEL_MIN_ELEMENTS)
 
-from fastxent._kernels.dispatch import RowKernel  # noqa: E402  (after the setting above)
+# After the setting above: fastxent._tuning reads it at import.
+from fastxent._kernels.dispatch import RowKernel  # noqa: E402
+from fastxent._tuning import THRESHOLDS, TILE_ELEMENTS, TILE_ROWS  # noqa: E402
 
 # Every typed fast call checks that its key still fixes its arguments' Numba types.
 RowKernel.verify_keys = True
@@ -37,8 +41,57 @@ ALL_TOLERANCES = [
     *NATIVE_TOLERANCES,
 ]
 
+#: The public functions, by signature (``ALL`` is every one of them).
+SOFTMAX_FAMILY = ("softmax", "log_softmax", "logsumexp")
+#: The softmax cross-entropy losses: take ``weight``, ``ignore_index``, ``label_smoothing``.
+INDEX_LOSSES = ("cross_entropy", "cross_entropy_with_grad")
+BINARY = ("binary_cross_entropy", "binary_cross_entropy_with_grad")
+WITH_GRAD = ("cross_entropy_with_grad", "binary_cross_entropy_with_grad")
+#: Losses whose target may be integer class indices.
+INDEX_TARGETS = (*INDEX_LOSSES, "cross_entropy_from_probs", "kl_divergence")
+#: Functions with a target argument.
+WITH_TARGET = (*INDEX_TARGETS, *BINARY)
+#: Functions with a class axis, and the losses among them (one int axis, one class or more).
+WITH_AXIS = (*SOFTMAX_FAMILY, *INDEX_TARGETS, "entropy")
+LOSSES_WITH_AXIS = (*INDEX_TARGETS, "entropy")
+#: Every function that takes ``reduction`` and ``base``.
+LOSSES = (*INDEX_TARGETS, *BINARY, "entropy")
+ALL = (*WITH_AXIS, *BINARY)
+
+
+# --------------------------------------------------------------------------------------
+# Shapes from the tuning constants (fastxent._tuning): each side of a threshold
+# --------------------------------------------------------------------------------------
+
+
+def parallel_rows(n_classes: int) -> int:
+    """Fewest rows of ``n_classes`` that take the multi-threaded kernels: at least
+    ``THRESHOLDS.parallel_min_elements`` elements (``fastxent._plan.runs_serially``)."""
+    return -(-THRESHOLDS.parallel_min_elements // n_classes)
+
+
+def rows_from_memory(n_classes: int, itemsize: int = 4) -> int:
+    """Fewest rows of ``n_classes`` that make an input (``itemsize`` bytes a logit, or more)
+    larger than ``THRESHOLDS.cache_resident_bytes``: rows of ``chain_min_classes`` to
+    ``WHOLE_ROW`` classes then come from memory, in chains (``fastxent._plan.rows_to_chain``);
+    the gradient takes them one by one."""
+    return THRESHOLDS.cache_resident_bytes // (n_classes * itemsize) + 1
+
+
+def tile_rows(n_classes: int) -> int:
+    """Rows in a tile of the tile kernels (``fastxent._kernels.tiles.row_tiles``)."""
+    return max(1, min(TILE_ROWS, TILE_ELEMENTS // n_classes))
+
+
+def rows_in_tiles(n_classes: int, full_tiles: int = 2) -> int:
+    """Rows of ``n_classes`` that fill ``full_tiles`` tiles and half of one more: several
+    tiles and a partial last one."""
+    rows = tile_rows(n_classes)
+    return full_tiles * rows + rows // 2 + 1
+
+
 #: Shapes of 2-D logits ``(N, C)``: one class, two classes, primes, one row, and one large
-#: enough (> 32768 elements) for the multi-threaded kernels.
+#: enough for the multi-threaded kernels (rows longer than ``WHOLE_ROW``: in chains).
 SHAPES_2D = [
     pytest.param((1, 1), id="1x1"),
     pytest.param((4, 1), id="4x1"),
@@ -46,7 +99,7 @@ SHAPES_2D = [
     pytest.param((1, 7), id="1x7"),
     pytest.param((7, 13), id="7x13"),
     pytest.param((3, 1009), id="3x1009"),
-    pytest.param((37, 1031), id="37x1031-parallel"),
+    pytest.param((parallel_rows(1031), 1031), id=f"{parallel_rows(1031)}x1031-parallel"),
 ]
 
 
@@ -79,8 +132,8 @@ def import_torch() -> ModuleType:
 
 
 def result_dtype(dtype: Any) -> np.dtype[Any]:
-    """float64 stays float64; float16 and float32 give float32."""
-    return np.dtype(np.float64) if np.dtype(dtype) == np.float64 else np.dtype(np.float32)
+    """float64 (either byte order) stays float64; float16 and float32 give float32."""
+    return np.dtype(np.float64) if np.dtype(dtype).char == "d" else np.dtype(np.float32)
 
 
 def make_logits(
@@ -113,6 +166,39 @@ def make_probabilities(
     return probs.astype(dtype)
 
 
+def make_binary_inputs(
+    shape: tuple[int, ...], dtype: Any, hard: bool, seed: int = 5
+) -> tuple[np.ndarray, np.ndarray]:
+    """Binary logits with a spread of magnitudes, and targets in [0, 1] (exactly 0/1 if
+    ``hard``)."""
+    rng = np.random.default_rng(seed)
+    logits = (4.0 * rng.standard_normal(shape)).astype(dtype)
+    if hard:
+        target = rng.integers(0, 2, size=shape).astype(dtype)
+    else:
+        target = rng.random(shape).astype(dtype)
+        target[rng.random(shape) < 0.2] = 0.0
+        target[rng.random(shape) < 0.2] = 1.0
+    return np.asarray(logits), np.asarray(target)
+
+
+def make_binary_weight(kind: str, shape: tuple[int, ...], seed: int = 11) -> Any:
+    """``weight`` broadcastable to ``shape``: full, per column, per row, scalar, or None."""
+    rng = np.random.default_rng(seed)
+    if kind == "none":
+        return None
+    if kind == "scalar":
+        return 1.75
+    weight_shape = {
+        "full": shape,
+        "column": shape[-1:],
+        "row": shape[:-1] + (1,),
+    }[kind]
+    weight = 2.0 * rng.random(weight_shape)
+    weight.reshape(-1)[0] = 0.0  # a zero weight removes its element's term
+    return weight
+
+
 def assert_result(
     actual: Any, expected: Any, dtype: Any, rtol: float, atol: float, shape: Any = None
 ) -> None:
@@ -130,6 +216,25 @@ def assert_result(
         rtol=rtol,
         atol=atol,
     )
+
+
+def snapshot(*values: Any) -> list[tuple[Any, bytes | list[str], tuple[int, ...], bool]]:
+    """What the caller's arrays hold now, to check later that nothing was written."""
+    saved = []
+    for value in values:
+        if isinstance(value, np.ndarray):
+            content = [repr(v) for v in value.flat] if value.dtype.hasobject else value.tobytes("A")
+            saved.append((value, content, value.shape, bool(value.flags.writeable)))
+    return saved
+
+
+def assert_unchanged(saved: list[tuple[Any, Any, tuple[int, ...], bool]]) -> None:
+    """Every array of a :func:`snapshot` holds what it held, in its shape and write flag."""
+    for value, content, shape, writeable in saved:
+        now = [repr(v) for v in value.flat] if value.dtype.hasobject else value.tobytes("A")
+        assert now == content, "an input array was modified"
+        assert value.shape == shape
+        assert bool(value.flags.writeable) == writeable, "an input's write flag changed"
 
 
 def assert_scalar(value: Any, dtype: Any) -> None:

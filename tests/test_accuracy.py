@@ -2,9 +2,10 @@
 
 For random float32 logits (standard normal times s, s in {1, 5, 20}) at C = 1000, 32000 and
 262144, the exact per-row loss and gradient are computed in float64 from the float32 logits
-(exp in float64, row sums with ``math.fsum``, and ``log1p`` of the other classes' mass when
-the target is the row's maximum): float64's rounding is ~1e-16, a million times below the
-bounds checked here. Nothing expected is computed by fastxent. The bounds (docs/accuracy.md):
+(``oracle.exact_rows``: exp in float64, row sums with ``math.fsum``, and ``log1p`` of the
+other classes' mass when the target is the row's maximum): float64's rounding is ~1e-16, a
+million times below the bounds checked here. Nothing expected is computed by fastxent. The
+bounds (docs/accuracy.md):
 
 - loss, reduction="none": relative error ``|l - L| / L <= 2e-7`` on every row;
 - "confident" rows (target logit 10..15 above the logsumexp of the others, so ``L < 1e-3``):
@@ -21,12 +22,12 @@ from __future__ import annotations
 
 import importlib
 import math
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pytest
 from conftest import import_torch
+from oracle import Rows, exact_rows
 
 import fastxent
 
@@ -37,44 +38,6 @@ LOSS_BOUND = 2e-7
 CONFIDENT_LOSS_BOUND = 1e-6
 CONFIDENT_LOSS = 1e-3
 GRAD_BOUND = 2e-7
-
-
-@dataclass
-class Rows:
-    """float32 logits and labels, with the exact float64 loss and gradient of each row."""
-
-    logits: np.ndarray  # (N, C) float32
-    labels: np.ndarray  # (N,) int64
-    loss: np.ndarray  # (N,) float64
-    grad: np.ndarray  # (N, C) float64
-
-
-def exact_rows(logits: np.ndarray, labels: np.ndarray) -> Rows:
-    """Exact loss ``log S + (m - z_y)`` and gradient ``p - onehot(y)`` of float32 rows.
-
-    ``S = sum exp(z - m)`` is summed with ``math.fsum`` (correctly rounded). When the
-    target is the row's maximum the loss is ``log1p(S - 1)`` and the target's gradient
-    ``-(S - 1) / S``, with ``S - 1`` the fsum of the other classes: no cancellation.
-    """
-    z = logits.astype(np.float64)
-    n_rows = len(z)
-    loss = np.empty(n_rows)
-    grad = np.empty(z.shape)
-    for i in range(n_rows):
-        row, y = z[i], int(labels[i])
-        top = row.max()
-        e = np.exp(row - top)
-        others = e.copy()
-        others[y] = 0.0
-        rest = math.fsum(others)  # sum over c != y
-        total = rest + e[y]
-        if row[y] == top:
-            loss[i] = math.log1p(rest)
-        else:
-            loss[i] = math.log(math.fsum(e)) + (top - row[y])
-        grad[i] = e / total
-        grad[i, y] = -rest / total
-    return Rows(logits, labels, loss, grad)
 
 
 def random_rows(n_classes: int, n_rows: int, scale: float, seed: int) -> Rows:

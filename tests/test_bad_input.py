@@ -4,6 +4,10 @@ Every public function answers bad input with a ``TypeError`` (wrong kind of thin
 ``ValueError`` (right kind, wrong value) whose message names the offending argument; never
 an ``AssertionError``, a Numba typing error or a crash. The caller's arrays are left exactly
 as they were. An empty batch is not an error.
+
+Each kind of bad input by hand, then Hypothesis's random wrong calls of every function
+(``strategies.bad_calls``): the answer must be a ``TypeError`` or ``ValueError`` and the
+caller's arrays, ``out`` included, must be left as they were.
 """
 
 from __future__ import annotations
@@ -15,33 +19,28 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conftest import (
+    ALL,
+    BINARY,
+    INDEX_LOSSES,
+    INDEX_TARGETS,
+    LOSSES,
+    LOSSES_WITH_AXIS,
+    SOFTMAX_FAMILY,
+    WITH_AXIS,
+    WITH_GRAD,
+    WITH_TARGET,
+    assert_unchanged,
+    snapshot,
+)
+from hypothesis import given
+from strategies import FUZZ, bad_calls
 
 import fastxent
 from fastxent import reference
 
 N, C = 4, 3
 
-SOFTMAX_FAMILY = ["softmax", "log_softmax", "logsumexp"]
-INDEX_LOSSES = ["cross_entropy", "cross_entropy_with_grad"]  # take weight, ignore_index, ...
-BINARY = ["binary_cross_entropy", "binary_cross_entropy_with_grad"]
-WITH_GRAD = ["cross_entropy_with_grad", "binary_cross_entropy_with_grad"]
-#: Losses whose target may be integer class indices.
-INDEX_TARGETS = [*INDEX_LOSSES, "cross_entropy_from_probs", "kl_divergence"]
-#: Functions with a target argument.
-WITH_TARGET = [*INDEX_TARGETS, *BINARY]
-#: Every function that takes ``reduction`` and ``base``.
-LOSSES = [*INDEX_LOSSES, *BINARY, "cross_entropy_from_probs", "entropy", "kl_divergence"]
-#: Every function with a class axis.
-WITH_AXIS = [
-    *SOFTMAX_FAMILY,
-    *INDEX_LOSSES,
-    "cross_entropy_from_probs",
-    "entropy",
-    "kl_divergence",
-]
-#: The losses with a class axis: one int axis, at least one class.
-LOSSES_WITH_AXIS = [name for name in WITH_AXIS if name not in SOFTMAX_FAMILY]
-ALL = [*SOFTMAX_FAMILY, *LOSSES]
 assert sorted(ALL) == sorted(fastxent.__all__[1:])  # every public function is covered
 
 #: Name of each function's first (array) argument, which its messages must name.
@@ -825,3 +824,18 @@ def test_empty_batch_softmax_family(name: str, shape: tuple[int, ...], axis: int
     expected_shape = shape[: axis % len(shape)] + shape[axis % len(shape) + 1 :]
     assert result.shape == (expected_shape if name == "logsumexp" else shape)
     assert result.dtype == np.float64
+
+
+# --------------------------------------------------------------------------------------
+# Random wrong calls: TypeError or ValueError, nothing modified
+# --------------------------------------------------------------------------------------
+
+
+@FUZZ
+@given(call=bad_calls())
+def test_bad_input_raises_type_or_value_error(call):
+    function = getattr(fastxent, call["name"])
+    saved = snapshot(*call["args"], *call["kwargs"].values())
+    with pytest.raises((TypeError, ValueError)):
+        function(*call["args"], **call["kwargs"])
+    assert_unchanged(saved)

@@ -28,8 +28,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from conftest import parallel_rows
 
 import fastxent
+from fastxent._tuning import WHOLE_ROW
 
 # The read-only tests fork (preexec_fn); JAX, when another test has loaded it, warns in its
 # at-fork hook, which is harmless here since the child execs at once.
@@ -80,7 +82,7 @@ CHECK_SCRIPT = textwrap.dedent(
 
     functions = os.environ["FASTXENT_FUNCTIONS"].split(",")
     rng = np.random.default_rng(int(os.environ.get("FASTXENT_SEED", "0")))
-    for shape in [(7, 13), (64, 1031)]:  # serial kernels, then parallel (> 32768 elements)
+    for shape in CHECK_SHAPES:  # serial kernels, then parallel
         x = (3 * rng.standard_normal(shape)).astype(np.float32)
         y = rng.integers(0, shape[1], shape[0])
         y[::5] = -100
@@ -200,6 +202,12 @@ def _explain(result: subprocess.CompletedProcess[str]) -> str:
 
 def _cache_files(root: Path) -> tuple[list[Path], list[Path]]:
     return sorted(root.rglob("*.nbi")), sorted(root.rglob("*.nbc"))
+
+
+#: CHECK_SCRIPT's inputs: the serial kernels, then the multi-threaded ones (the children
+#: inherit this suite's FASTXENT_PARALLEL_MIN_ELEMENTS).
+CHECK_SHAPES = [(7, 13), (parallel_rows(WHOLE_ROW + 7), WHOLE_ROW + 7)]
+CHECK_SCRIPT = CHECK_SCRIPT.replace("CHECK_SHAPES", repr(CHECK_SHAPES))
 
 
 # --------------------------------------------------------------------------------------
@@ -499,9 +507,7 @@ NO_RECOMPILE_SCRIPT = textwrap.dedent(
                 "softmax": softmax}[sys.argv[1]]
     rng = np.random.default_rng(0)
     inputs = []
-    # Serial and multi-threaded kernels, each with rows summed whole and in chains (two
-    # compilations of a kernel, see fastxent._plan.rows_to_chain).
-    for shape in [(6, 11), (12, 1031), (64, 600), (40, 1031)]:
+    for shape in NO_RECOMPILE_SHAPES:
         x = rng.standard_normal(shape).astype(np.float32)
         y = rng.integers(0, shape[1] - 1, shape[0]).astype(np.int64)
         inputs.append((x, y))
@@ -519,6 +525,16 @@ NO_RECOMPILE_SCRIPT = textwrap.dedent(
     print("ok")
     """
 )
+#: NO_RECOMPILE_SCRIPT's inputs: the serial and the multi-threaded kernels, each with rows
+#: summed whole and in chains (two compilations of a kernel, see
+#: fastxent._plan.rows_to_chain: rows longer than WHOLE_ROW are chained).
+NO_RECOMPILE_SHAPES = [
+    (6, 11),
+    (12, WHOLE_ROW + 7),
+    (parallel_rows(600), 600),
+    (parallel_rows(WHOLE_ROW + 7), WHOLE_ROW + 7),
+]
+NO_RECOMPILE_SCRIPT = NO_RECOMPILE_SCRIPT.replace("NO_RECOMPILE_SHAPES", repr(NO_RECOMPILE_SHAPES))
 
 
 @pytest.mark.parametrize("function", ["cross_entropy", "cross_entropy_with_grad", "softmax"])

@@ -9,6 +9,7 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import PARALLEL_MIN_ELEMENTS
 
 from fastxent import bench, cli, reference
 
@@ -70,8 +71,8 @@ def test_info_prints_the_threading_facts(capsys):
     out = capsys.readouterr().out
     for fact in ("threading layer", "threads", "SIMD width", "cache directory", "prefetch above"):
         assert f"{fact}: " in out
-    # The test suite runs with FASTXENT_PARALLEL_MIN_ELEMENTS=32768 (conftest.py).
-    assert "parallel from: 32768 elements" in out
+    # The test suite sets FASTXENT_PARALLEL_MIN_ELEMENTS (conftest.py).
+    assert f"parallel from: {PARALLEL_MIN_ELEMENTS} elements" in out
 
 
 STREAMING_SCRIPT = """

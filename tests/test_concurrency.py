@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from fastxent._tuning import Thresholds
+
 SCRIPT = Path(__file__).parent / "scripts" / "concurrency_check.py"
 LAYERS = ["default", "omp", "workqueue"]
 
@@ -69,10 +71,23 @@ def compilation(n_rows, n_classes):
     fastxent.cross_entropy(x, np.zeros(n_rows, dtype=np.int64))
     return ran.pop()
 
-# 32768 and 131072 elements: the thresholds under omp and under tbb and workqueue
-found = [compilation(64, 512), compilation(127, 1024), compilation(128, 1024)]
+found = [compilation(n_rows, n_classes) for n_rows, n_classes in SHAPES]
 print(numba.threading_layer(), *found)
 """
+
+#: fastxent's default thresholds (without FASTXENT_PARALLEL_MIN_ELEMENTS): under omp, and
+#: under the layers whose workers sleep (tbb and workqueue).
+DEFAULTS = Thresholds()
+SPINNING = DEFAULTS.parallel_min_elements
+SLEEPING = DEFAULTS.parallel_min_elements_by_layer["tbb"]
+assert SLEEPING == DEFAULTS.parallel_min_elements_by_layer["workqueue"] > SPINNING
+#: Inputs at omp's threshold, just under the sleeping layers' and at it.
+THRESHOLD_SHAPES = [
+    (-(-SPINNING // 512), 512),
+    (-(-SLEEPING // 1024) - 1, 1024),
+    (-(-SLEEPING // 1024), 1024),
+]
+THRESHOLD_SCRIPT = THRESHOLD_SCRIPT.replace("SHAPES", repr(THRESHOLD_SHAPES))
 
 
 def run_threshold_check(layer: str, threshold: str | None) -> list[str]:
@@ -98,7 +113,8 @@ def run_threshold_check(layer: str, threshold: str | None) -> list[str]:
 @pytest.mark.slow
 @pytest.mark.parametrize("layer", LAYERS)
 def test_parallel_threshold_follows_the_threading_layer(layer):
-    """omp's spinning team pays from 2**15 elements; tbb and workqueue wake theirs: 2**17."""
+    """omp's spinning team pays from SPINNING elements; tbb and workqueue wake theirs: from
+    SLEEPING."""
     chosen, *compilations = run_threshold_check(layer, None)
     if layer != "default":
         assert chosen == layer
@@ -111,7 +127,8 @@ def test_parallel_threshold_follows_the_threading_layer(layer):
 @pytest.mark.slow
 def test_parallel_threshold_from_the_environment():
     """``FASTXENT_PARALLEL_MIN_ELEMENTS`` sets the threshold under every layer."""
-    _, *compilations = run_threshold_check("workqueue", str(127 * 1024))
+    n_rows, n_classes = THRESHOLD_SHAPES[1]
+    _, *compilations = run_threshold_check("workqueue", str(n_rows * n_classes))
     assert compilations == ["serial", "parallel", "parallel"]
 
 

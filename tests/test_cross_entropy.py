@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import pytest
@@ -14,13 +15,20 @@ from conftest import (
     make_labels,
     make_logits,
     make_probabilities,
+    parallel_rows,
     result_dtype,
+    rows_from_memory,
+    rows_in_tiles,
+    tile_rows,
 )
 
 import fastxent
 from fastxent import reference
+from fastxent._tuning import FORWARD_TILE_CLASSES, SHORT_ROW, SUM_VECTOR, THRESHOLDS, WHOLE_ROW
 
 REDUCTIONS = ["mean", "sum", "none"]
+#: Rows of at most WHOLE_ROW classes, in an input beyond the in-cache size: from memory.
+FROM_MEMORY = (rows_from_memory(1000), 1000)
 
 
 def _copy(value):
@@ -213,9 +221,10 @@ def test_non_contiguous_target_and_weight(dtype, rtol, atol, rng):
 
 @pytest.mark.parametrize(("dtype", "rtol", "atol"), NATIVE_TOLERANCES)
 def test_non_contiguous_parallel_size(dtype, rtol, atol, rng):
-    base = make_logits(rng, (64, 1202), dtype)
-    logits = base[:, ::2]  # 64 x 601 = 38464 elements: the multi-threaded kernels
-    labels = make_labels(rng, (64,), 601)
+    n_rows = parallel_rows(601)
+    base = make_logits(rng, (n_rows, 1202), dtype)
+    logits = base[:, ::2]  # n_rows x 601 elements: the multi-threaded kernels
+    labels = make_labels(rng, (n_rows,), 601)
     labels[::5] = -100
     check(logits, labels, dtype, rtol, atol, weight=rng.random(601), label_smoothing=0.1)
     check(logits.T, labels, dtype, rtol, atol, axis=0, reduction="none")
@@ -358,9 +367,12 @@ def test_weight_ignore_index_and_smoothing_together(
 
 @pytest.mark.parametrize(("dtype", "rtol", "atol"), NATIVE_TOLERANCES)
 @pytest.mark.parametrize("reduction", REDUCTIONS)
-@pytest.mark.parametrize("shape", [(8, 5), (700, 1000)], ids=["8x5", "700x1000-from-memory"])
+@pytest.mark.parametrize(
+    "shape", [(8, 5), FROM_MEMORY], ids=["8x5", "{}x{}-from-memory".format(*FROM_MEMORY)]
+)
 def test_probability_target_weight_and_smoothing(dtype, rtol, atol, reduction, shape, rng):
-    """700 x 1000 is over the in-cache size: rows one by one, ``exp`` once per element."""
+    """The larger input is over the in-cache size: rows one by one, ``exp`` once per
+    element."""
     logits = make_logits(rng, shape, dtype)
     probabilities = make_probabilities(rng, shape, dtype=dtype)
     check(
@@ -416,7 +428,7 @@ def test_out_empty_like(dtype, rtol, atol, options, kind, rng):
 @pytest.mark.parametrize("options", OUT_OPTIONS)
 @pytest.mark.parametrize("kind", ["index", "probability"])
 @pytest.mark.parametrize("reduction", REDUCTIONS)
-@pytest.mark.parametrize("shape", [(7, 5), (64, 605)], ids=["small", "parallel"])
+@pytest.mark.parametrize("shape", [(7, 5), (parallel_rows(605), 605)], ids=["small", "parallel"])
 def test_out_is_logits(dtype, rtol, atol, options, kind, reduction, shape, rng):
     n_classes = shape[1]
     options = dict(options)
@@ -637,17 +649,21 @@ def _check_gradient(logits, target, dtype, rtol, atol, in_place, options, rng):
 @pytest.mark.parametrize("options", ["plain", "options"])
 @pytest.mark.parametrize(
     "shape",
-    [(40, 600), (300, 100), (3, 1024), (5000, 3), (20, 1025), (700, 1000)],
+    [
+        (rows_in_tiles(600), 600), (rows_in_tiles(100), 100), (3, WHOLE_ROW),
+        (rows_in_tiles(3), 3), (20, WHOLE_ROW + 1), FROM_MEMORY,
+    ],
     ids=[
-        "600-classes", "100-classes", "1024-classes", "3-classes", "1025-classes",
-        "1000-classes-from-memory",
+        "600-classes", "100-classes", f"{WHOLE_ROW}-classes", "3-classes",
+        f"{WHOLE_ROW + 1}-classes", "1000-classes-from-memory",
     ],
 )  # fmt: skip
 def test_gradient_by_tiles_matches_reference(dtype, rtol, atol, in_place, options, shape, rng):
-    """Row counts that leave a partial last tile (16384 elements per tile for C > 64,
-    256 rows below), C = 1024 (the last to be taken whole) and 1025 (summed in blocks);
-    700 x 1000 is over the in-cache size (2 MiB), so its rows go one by one, each with
-    its ``exp`` computed once into the gradient."""
+    """Row counts that leave a partial last tile (``TILE_ELEMENTS`` elements per tile, at
+    most ``TILE_ROWS`` rows), C = ``WHOLE_ROW`` (the last to be taken whole) and one more
+    (summed in blocks); the 1000-class rows are over the in-cache size
+    (``THRESHOLDS.cache_resident_bytes``), so they go one by one, each with its ``exp``
+    computed once into the gradient."""
     n_rows, n_classes = shape
     logits = make_logits(rng, shape, dtype)
     target = make_labels(rng, (n_rows,), n_classes)
@@ -658,17 +674,18 @@ def test_gradient_by_tiles_matches_reference(dtype, rtol, atol, in_place, option
 @pytest.mark.parametrize(("dtype", "rtol", "atol"), NATIVE_TOLERANCES)
 @pytest.mark.parametrize("options", ["plain", "options"])
 @pytest.mark.parametrize(
-    "shape",
-    [(300, 33), (700, 100), (200, 127), (200, 128)],
-    ids=["33-classes", "100-classes", "127-classes", "128-classes"],
+    "n_classes",
+    [SHORT_ROW + 1, 100, FORWARD_TILE_CLASSES - 1, FORWARD_TILE_CLASSES],
+    ids=lambda n_classes: f"{n_classes}-classes",
 )
-def test_forward_by_tiles_matches_reference(dtype, rtol, atol, options, shape, rng):
-    """In-cache rows of 33 to 127 classes go by tiles (128: row by row), over several tiles
-    and a partial last one, with ignored rows and special rows in the last tile: all
-    ``-inf`` but the target, one ``nan``, one ``+inf``, ``-inf`` entries elsewhere (with
-    label smoothing, those under a zero weight add nothing, the others make the loss
+def test_forward_by_tiles_matches_reference(dtype, rtol, atol, options, n_classes, rng):
+    """In-cache rows of ``SHORT_ROW + 1`` to ``FORWARD_TILE_CLASSES - 1`` classes go by tiles
+    (``FORWARD_TILE_CLASSES``: row by row; up to ``SHORT_ROW``: the short-row tiles), over
+    several tiles and a partial last one, with ignored rows and special rows in the last
+    tile: all ``-inf`` but the target, one ``nan``, one ``+inf``, ``-inf`` entries elsewhere
+    (with label smoothing, those under a zero weight add nothing, the others make the loss
     ``inf``)."""
-    n_rows, n_classes = shape
+    shape = n_rows, n_classes = rows_in_tiles(n_classes), n_classes
     logits = make_logits(rng, shape, dtype)
     target = make_labels(rng, (n_rows,), n_classes)
     logits[rng.random(shape) < 0.05] = -np.inf
@@ -692,20 +709,20 @@ def test_forward_by_tiles_matches_reference(dtype, rtol, atol, options, shape, r
 
 
 @pytest.mark.parametrize(("dtype", "rtol", "atol"), NATIVE_TOLERANCES)
-@pytest.mark.parametrize("shape", [(700, 1000), (100, 2500)], ids=["1000", "2500"])
+@pytest.mark.parametrize("shape", [FROM_MEMORY, (100, 2500)], ids=["1000", "2500"])
 def test_smoothing_in_chains_with_masked_classes(dtype, rtol, atol, shape, streaming, rng):
     """Rows from memory sum label smoothing's term in the exp-sum's loop and its remainder
-    in a masked pass over the row's last 64 classes, which overlaps classes already
+    in a masked pass over the row's last ``SUM_VECTOR`` classes, which overlaps classes already
     summed: ``-inf`` there under a zero weight must add nothing (not ``nan``), under a
     non-zero weight make the loss ``inf``, counted once either way."""
     n_rows, n_classes = shape
     logits = make_logits(rng, shape, dtype)
     target = make_labels(rng, (n_rows,), n_classes)
-    target[target >= n_classes - 64] = 0  # targets stay finite
+    target[target >= n_classes - SUM_VECTOR] = 0  # targets stay finite
     weight = rng.uniform(0.5, 2.0, n_classes)
     weight[::3] = 0.0
-    main = n_classes - n_classes % 64
-    overlap = n_classes - 64 + 3 * np.arange(4)  # summed by the vector loop, then masked
+    main = n_classes - n_classes % SUM_VECTOR
+    overlap = n_classes - SUM_VECTOR + 3 * np.arange(4)  # summed by the vector loop, then masked
     tail = main + 3 * np.arange(min(4, (n_classes - main) // 3))  # summed by the masked pass
     for row, columns in enumerate((overlap, tail, overlap[:1], tail[:1])):
         logits[row, columns] = -np.inf  # zero weights (every third class)
@@ -722,25 +739,43 @@ def test_smoothing_in_chains_with_masked_classes(dtype, rtol, atol, shape, strea
     check_loss(losses, expected, dtype, rtol, atol, "none", (n_rows,))
 
 
+#: The streaming threshold of test_only_long_rows_from_memory_prefetch.
+STREAMING_BYTES = 1 << 20
+
+
+def streamed(n_classes: int, dtype: Any, expected: bool, why: str) -> Any:
+    """The fewest rows of ``n_classes`` beyond STREAMING_BYTES (float32), as a case."""
+    shape = (STREAMING_BYTES // (4 * n_classes) + 1, n_classes)
+    name = np.dtype(dtype).name
+    return pytest.param(shape, dtype, expected, id=f"{shape[0]}x{n_classes}-{name}-{why}")
+
+
+PREFETCH = THRESHOLDS.prefetch_min_classes
+
+
 @pytest.mark.parametrize(
     ("shape", "dtype", "expected"),
     [
-        ((1024, 2000), np.float32, False),  # chained, from memory, rows too short
-        ((256, 4095), np.float32, False),
-        ((256, 4096), np.float32, True),
-        ((64, 32000), np.float32, True),
-        ((64, 32000), np.float64, True),  # the kernels decide by dtype (float32 only)
-        ((16384, 100), np.float32, False),  # rows summed whole, never chained
+        streamed(PREFETCH // 2, np.float32, False, "chained-too-short"),
+        streamed(PREFETCH - 1, np.float32, False, "chained-too-short"),
+        streamed(PREFETCH, np.float32, True, "prefetch"),
+        streamed(32000, np.float32, True, "prefetch"),
+        # The kernels decide by dtype (float32 only).
+        streamed(32000, np.float64, True, "prefetch"),
+        streamed(THRESHOLDS.chain_min_classes - 1, np.float32, False, "summed-whole"),
     ],
 )
-def test_only_long_rows_from_memory_prefetch(monkeypatch, shape, dtype, expected):
+def test_only_long_rows_from_memory_prefetch(shape, dtype, expected):
+    """Rows from memory (an input beyond the streaming threshold) prefetch when they have
+    ``prefetch_min_classes`` classes or more; shorter ones are chained without prefetching,
+    and rows of fewer than ``chain_min_classes`` are never chained."""
     from fastxent import _plan, _tuning
 
     logits = np.zeros(shape, dtype)
-    with _tuning.overridden(streaming_min_bytes=1 << 20):
+    with _tuning.overridden(streaming_min_bytes=STREAMING_BYTES):
         chained, streaming = _plan.plan_rows(logits)
     assert streaming is expected
-    assert (chained is None) == (shape[1] == 100)
+    assert (chained is None) == (shape[1] < THRESHOLDS.chain_min_classes)
     with _tuning.overridden(streaming_min_bytes=logits.nbytes):  # now in cache
         assert _plan.plan_rows(logits).streaming is False
 
@@ -749,12 +784,13 @@ def test_only_long_rows_from_memory_prefetch(monkeypatch, shape, dtype, expected
 @pytest.mark.parametrize("options", ["plain", "options"])
 @pytest.mark.parametrize(
     "shape",
-    [(700, 1000), (100, 2500), (40, 4100), (17, 3000)],
+    [FROM_MEMORY, (100, 2500), (40, 4100), (17, 3000)],
     ids=["1000-classes-from-memory", "2500-classes", "4100-classes", "chains-of-one-row"],
 )
 def test_forward_by_chains_matches_reference(dtype, rtol, atol, options, shape, streaming, rng):
     """Rows from memory go in chains, each row's exp-sum taking the next row's max
-    (chains of 43, 6 with a partial last one, 2, and 1 row). Ignored rows (the first of
+    (``fastxent._kernels.chains.row_chains``: chains of n_rows // 16 rows, here of dozens,
+    of 6 with a partial last one, of 2 and of 1 row). Ignored rows (the first of
     chain 0 among them) skip their sum but not the next max; special rows sit where the
     next row's max is taken in the vector loop and in its remainder: the max at a row's
     last class, ``nan`` and ``+inf`` there and mid-row, a row of ``-inf`` but the target."""
@@ -788,17 +824,17 @@ def test_forward_by_chains_matches_reference(dtype, rtol, atol, options, shape, 
 @pytest.mark.parametrize(("dtype", "rtol", "atol"), NATIVE_TOLERANCES)
 @pytest.mark.parametrize("in_place", [False, True], ids=["fresh", "in-place"])
 @pytest.mark.parametrize("options", ["plain", "options"])
-@pytest.mark.parametrize(
-    "shape", [(600, 1), (600, 10), (1000, 17), (300, 32)], ids=["1", "10", "17", "32"]
-)
-def test_short_rows_gradient_matches_reference(dtype, rtol, atol, in_place, options, shape, rng):
-    """Rows of up to 32 classes go by tiles of 256 rows (``exp`` as one loop over the tile,
-    label smoothing's gaps summed with the subtraction before it), also in place: several
-    tiles and a partial last one, ignored rows (the first and last of a tile among them),
-    maxima far above the rest in the first and last class, and a ``-inf`` logit off the
-    target (without label smoothing, which would make that row's loss ``inf`` and the
-    mean loss with it, whatever the other rows')."""
-    n_rows, n_classes = shape
+@pytest.mark.parametrize("n_classes", [1, 10, 17, SHORT_ROW], ids=lambda n_classes: f"{n_classes}")
+def test_short_rows_gradient_matches_reference(
+    dtype, rtol, atol, in_place, options, n_classes, rng
+):
+    """Rows of up to ``SHORT_ROW`` classes go by tiles of ``TILE_ROWS`` rows (``exp`` as one
+    loop over the tile, label smoothing's gaps summed with the subtraction before it), also
+    in place: several tiles and a partial last one, ignored rows (the first and last of a
+    tile among them), maxima far above the rest in the first and last class, and a ``-inf``
+    logit off the target (without label smoothing, which would make that row's loss ``inf``
+    and the mean loss with it, whatever the other rows')."""
+    shape = n_rows, n_classes = rows_in_tiles(n_classes), n_classes
     logits = make_logits(rng, shape, dtype)
     target = make_labels(rng, (n_rows,), n_classes)
     logits[1, 0] = 100.0
@@ -807,7 +843,8 @@ def test_short_rows_gradient_matches_reference(dtype, rtol, atol, in_place, opti
     if n_classes > 1 and options == "plain":
         logits[3, (target[3] + 1) % n_classes] = -np.inf
     target[::7] = -100
-    target[[255, 256, n_rows - 1]] = -100
+    first = tile_rows(n_classes)  # the first row of the second tile
+    target[[first - 1, first, n_rows - 1]] = -100
     _check_gradient(logits, target, dtype, rtol, atol, in_place, options, rng)
 
 
@@ -820,7 +857,7 @@ def test_short_rows_gradient_matches_reference(dtype, rtol, atol, in_place, opti
 def test_gradient_by_chains_matches_reference(
     dtype, rtol, atol, in_place, options, shape, streaming, rng
 ):
-    """The gradient of rows of more than 1024 classes goes in chains, each row's exp-sum
+    """The gradient of rows of more than ``WHOLE_ROW`` classes goes in chains, each row's exp-sum
     taking the next row's max, also in place (the next row is read before this one is
     overwritten): maxima far above the rest, after an ignored row and in the remainder of
     the vector loop, and ignored rows (the first of chain 0 among them)."""
@@ -873,15 +910,15 @@ def test_nan_rows_in_chains_give_nan_gradient_rows_only(
 @pytest.mark.parametrize("options", ["plain", "options"])
 @pytest.mark.parametrize(
     "shape",
-    [(100, 2500), (40, 4100), (17, 3000), (700, 1000)],
+    [(100, 2500), (40, 4100), (17, 3000), FROM_MEMORY],
     ids=["2500", "4100", "chains-of-one-row", "1000-classes-from-memory"],
 )
 def test_probability_gradient_by_chains_matches_reference(
     dtype, rtol, atol, in_place, options, shape, streaming, rng
 ):
-    """The gradient against probability targets of rows of more than 1024 classes goes in
+    """The gradient against probability targets of rows of more than ``WHOLE_ROW`` classes goes in
     chains, as for labels, also in place: maxima far above the rest mid-row and in the
-    remainder of the vector loop. Rows from memory of up to 1024 classes go one by one,
+    remainder of the vector loop. Rows from memory of up to ``WHOLE_ROW`` classes go one by one,
     each with its ``exp`` computed once into the gradient."""
     n_rows, n_classes = shape
     logits = make_logits(rng, shape, dtype)
@@ -894,7 +931,9 @@ def test_probability_gradient_by_chains_matches_reference(
 
 @pytest.mark.parametrize("in_place", [False, True], ids=["fresh", "in-place"])
 @pytest.mark.parametrize(
-    "shape", [(6, 10), (300, 10), (6, 300), (3, 1025)], ids=["10", "300x10", "300", "1025"]
+    "shape",
+    [(6, 10), (300, 10), (6, 300), (3, WHOLE_ROW + 1)],
+    ids=["10", "300x10", "300", f"{WHOLE_ROW + 1}"],
 )
 @pytest.mark.parametrize("scale", [1e20, 1e39, 1e300], ids=["1e20", "1e39", "1e300"])
 def test_smoothing_gradient_with_large_weights(in_place, shape, scale, rng):

@@ -21,6 +21,7 @@ from fastxent._simd import (
     log_positive,
     split_for_sum,
 )
+from fastxent._tuning import CHAIN_BLOCK, MAX_VECTOR, PREFETCH_BLOCK, SUM_VECTOR
 
 FLOAT32_TINY = float(np.finfo(np.float32).tiny)
 
@@ -126,10 +127,13 @@ def _chain_exp_sums(row, top):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("size", [1, 15, 255, 256, 257, 1000, 5000, 40000])
+@pytest.mark.parametrize(
+    "size", [1, 15, PREFETCH_BLOCK - 1, PREFETCH_BLOCK, PREFETCH_BLOCK + 1, 1000, 5000, 40000]
+)
 def test_row_exp_sum_has_float64_accuracy(dtype, size):
     # A float32 running sum would be ~1e-7 off here; with the split, the float32 lanes sum
-    # like float64. Both ways: the row whole (row_exp_sum), and in a chain's blocks.
+    # like float64. Both ways: the row whole (row_exp_sum), and in a chain's blocks (of
+    # PREFETCH_BLOCK elements when prefetching, else CHAIN_BLOCK).
     rng = np.random.default_rng(size)
     for scale in (0.1, 1.0, 5.0, 30.0):
         row = (scale * rng.standard_normal(size)).astype(dtype)
@@ -156,7 +160,13 @@ def test_row_exp_sum_of_a_confident_row():
 
 @pytest.mark.parametrize("streaming", [False, True])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("size", [1, 63, 64, 65, 1000, 1024, 1025, 5000, 40000])
+@pytest.mark.parametrize(
+    "size",
+    [
+        1, SUM_VECTOR - 1, SUM_VECTOR, SUM_VECTOR + 1, 1000, CHAIN_BLOCK, CHAIN_BLOCK + 1, 5000,
+        40000,
+    ],
+)  # fmt: skip
 def test_row_exp_sum(dtype, size, streaming):
     # The exp-sum as accurate as row_exp_sum's, the depth as row_depth's, and the max of the
     # following row, taken in the blocks' loop and in the remainder's: the max and a nan
@@ -188,14 +198,24 @@ def test_row_exp_sum(dtype, size, streaming):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("size", [1, 7, 16, 63, 64, 65, 100, 127, 128, 129, 1000, 1024, 4099])
+@pytest.mark.parametrize(
+    "size",
+    [
+        1, 7, 16, MAX_VECTOR - 1, MAX_VECTOR, MAX_VECTOR + 1, 100, 2 * MAX_VECTOR - 1,
+        2 * MAX_VECTOR, 2 * MAX_VECTOR + 1, 1000, 1024, 4099,
+    ],
+)  # fmt: skip
 def test_row_max_matches_numpy_and_propagates_nan(dtype, size):
-    # The vector body, its remainder and the tree reduction (and for 65 to 128 elements
-    # the two overlapping windows): the maximum and a nan anywhere must come out of each
-    # of them (np.max propagates nan, like the row's loss).
+    # The vector body, its remainder and the tree reduction (and for MAX_VECTOR + 1 to
+    # 2 * MAX_VECTOR elements the two overlapping windows): the maximum and a nan anywhere
+    # must come out of each of them (np.max propagates nan, like the row's loss).
     rng = np.random.default_rng(size)
     row = rng.standard_normal(size).astype(dtype)
-    edges = {min(63, size - 1), min(64, size - 1), max(0, size - 64), max(0, size - 65)}
+    vector = MAX_VECTOR
+    edges = {
+        min(vector - 1, size - 1), min(vector, size - 1),
+        max(0, size - vector), max(0, size - vector - 1),
+    }  # fmt: skip
     for position in sorted({0, size // 2, size - 1} | edges):
         peaked = row.copy()
         peaked[position] = 50.0

@@ -1,68 +1,29 @@
-"""Hypothesis properties of softmax and softmax cross-entropy."""
+"""Hypothesis properties of softmax and softmax cross-entropy: what the mathematics says.
+
+Rows of probabilities sum to 1, a constant added to a row changes nothing (or shifts
+logsumexp by it), losses are non-negative, integer and one-hot targets agree, gradient rows
+sum to 0 and match central differences, "none" summed is "sum". The inputs are finite
+float64/float32 problems from ``strategies.py``; parity with the reference is
+tests/test_reference_parity.py.
+"""
 
 from __future__ import annotations
 
 import numpy as np
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
+from strategies import FACTORS, PROPERTIES, logits_strategy, problems, row_shifts
 
 import fastxent
 from fastxent import reference
-
-PROPERTY_SETTINGS = settings(
-    deadline=None,
-    max_examples=60,
-    database=None,
-    derandomize=True,
-    suppress_health_check=[HealthCheck.too_slow],
-)
-
-BOUND = 30.0
-
-#: Class weights: 0 or in [0.01, 4] (a subnormal weight makes 1 / sum(w) overflow; see the
-#: report of the test suite).
-WEIGHTS = st.one_of(st.just(0.0), st.floats(0.01, 4.0))
-
-
-def logits_strategy(dtype=np.float64, max_rows=8, max_classes=40):
-    """Finite logits in [-30, 30], shape (N, C) with 1 <= N <= max_rows, 1 <= C <= max_classes."""
-    shapes = hnp.array_shapes(min_dims=2, max_dims=2, min_side=1, max_side=max_classes).filter(
-        lambda s: s[0] <= max_rows
-    )
-    elements = st.floats(-BOUND, BOUND, allow_nan=False, allow_infinity=False, width=64)
-    if dtype == np.float32:
-        elements = st.floats(-BOUND, BOUND, allow_nan=False, allow_infinity=False, width=32)
-    return hnp.arrays(dtype, shapes, elements=elements)
-
-
-@st.composite
-def problems(draw, dtype=np.float64, max_rows=8, max_classes=40, options=True):
-    """Logits, integer labels and (optionally) weight, smoothing and ignored rows."""
-    logits = draw(logits_strategy(dtype, max_rows, max_classes))
-    n_rows, n_classes = logits.shape
-    labels = np.array(
-        draw(st.lists(st.integers(0, n_classes - 1), min_size=n_rows, max_size=n_rows)),
-        dtype=np.int64,
-    )
-    kwargs = {}
-    if options:
-        if draw(st.booleans()):
-            kwargs["weight"] = draw(hnp.arrays(np.float64, (n_classes,), elements=WEIGHTS))
-        kwargs["label_smoothing"] = draw(st.sampled_from([0.0, 0.1, 0.5, 1.0]))
-    return logits, labels, kwargs
-
-
-def row_shifts(n_rows, dtype=np.float64):
-    return hnp.arrays(dtype, (n_rows, 1), elements=st.integers(-100, 100).map(float))
-
 
 # --------------------------------------------------------------------------------------
 # softmax family
 # --------------------------------------------------------------------------------------
 
 
-@PROPERTY_SETTINGS
+@PROPERTIES
 @given(logits_strategy(np.float64))
 def test_softmax_rows_sum_to_one_float64(x):
     p = fastxent.softmax(x)
@@ -70,7 +31,7 @@ def test_softmax_rows_sum_to_one_float64(x):
     np.testing.assert_allclose(p.sum(axis=-1), 1.0, rtol=0, atol=1e-13)
 
 
-@PROPERTY_SETTINGS
+@PROPERTIES
 @given(logits_strategy(np.float32))
 def test_softmax_rows_sum_to_one_float32(x):
     p = fastxent.softmax(x)
@@ -88,7 +49,7 @@ def _exactly_shifted(data):
     return x, shift, tolerance
 
 
-@PROPERTY_SETTINGS
+@PROPERTIES
 @given(st.data())
 def test_log_softmax_unchanged_by_row_constant(data):
     x, shift, tolerance = _exactly_shifted(data)
@@ -100,7 +61,7 @@ def test_log_softmax_unchanged_by_row_constant(data):
     )
 
 
-@PROPERTY_SETTINGS
+@PROPERTIES
 @given(st.data())
 def test_logsumexp_shifts_with_row_constant(data):
     x, shift, tolerance = _exactly_shifted(data)
@@ -112,28 +73,12 @@ def test_logsumexp_shifts_with_row_constant(data):
     )
 
 
-@PROPERTY_SETTINGS
-@given(logits_strategy(np.float64))
-def test_softmax_family_matches_reference(x):
-    np.testing.assert_allclose(fastxent.softmax(x), reference.softmax(x), rtol=1e-12, atol=1e-15)
-    np.testing.assert_allclose(
-        fastxent.log_softmax(x), reference.log_softmax(x), rtol=1e-12, atol=1e-13
-    )
-    np.testing.assert_allclose(
-        fastxent.logsumexp(x), reference.logsumexp(x), rtol=1e-13, atol=1e-13
-    )
-    # exp(log_softmax) is softmax
-    np.testing.assert_allclose(
-        np.exp(fastxent.log_softmax(x)), fastxent.softmax(x), rtol=1e-12, atol=1e-15
-    )
-
-
 # --------------------------------------------------------------------------------------
 # cross-entropy
 # --------------------------------------------------------------------------------------
 
 
-@PROPERTY_SETTINGS
+@PROPERTIES
 @given(st.data())
 def test_loss_unchanged_by_row_constant(data):
     x, labels, kwargs = data.draw(problems())
@@ -145,7 +90,7 @@ def test_loss_unchanged_by_row_constant(data):
     np.testing.assert_allclose(grad2, grad, rtol=1e-12, atol=1e-14)
 
 
-@PROPERTY_SETTINGS
+@PROPERTIES
 @given(problems(options=False))
 def test_loss_is_non_negative(problem):
     x, labels, _ = problem
@@ -153,7 +98,7 @@ def test_loss_is_non_negative(problem):
     assert np.all(loss >= 0), loss
 
 
-@PROPERTY_SETTINGS
+@PROPERTIES
 @given(problems())
 def test_loss_is_non_negative_with_smoothing_and_weight(problem):
     x, labels, kwargs = problem
@@ -161,7 +106,7 @@ def test_loss_is_non_negative_with_smoothing_and_weight(problem):
     assert np.all(loss >= 0), loss
 
 
-@PROPERTY_SETTINGS
+@PROPERTIES
 @given(problems(dtype=np.float32))
 def test_loss_is_non_negative_float32(problem):
     x, labels, kwargs = problem
@@ -170,7 +115,7 @@ def test_loss_is_non_negative_float32(problem):
     assert np.all(loss >= 0), loss
 
 
-@PROPERTY_SETTINGS
+@PROPERTIES
 @given(st.data())
 def test_integer_and_one_hot_targets_agree(data):
     x, labels, kwargs = data.draw(problems())
@@ -184,7 +129,7 @@ def test_integer_and_one_hot_targets_agree(data):
     np.testing.assert_allclose(grad2, grad, rtol=1e-12, atol=1e-14)
 
 
-@PROPERTY_SETTINGS
+@PROPERTIES
 @given(st.data())
 def test_gradient_rows_sum_to_zero(data):
     dtype = data.draw(st.sampled_from([np.float32, np.float64]))
@@ -200,7 +145,7 @@ def test_gradient_rows_sum_to_zero(data):
         assert np.all(np.abs(grad[uncertain]).sum(axis=-1) > 1.0)
 
 
-@PROPERTY_SETTINGS
+@PROPERTIES
 @given(st.data())
 def test_gradient_matches_central_differences(data):
     x, labels, kwargs = data.draw(problems(max_rows=4, max_classes=8))
@@ -223,12 +168,12 @@ def test_gradient_matches_central_differences(data):
     np.testing.assert_allclose(grad, numeric, rtol=1e-5, atol=1e-7)
 
 
-@PROPERTY_SETTINGS
+@PROPERTIES
 @given(st.data())
 def test_gradient_matches_central_differences_probability_targets(data):
     x = data.draw(logits_strategy(max_rows=4, max_classes=8)) / 5
     raw = data.draw(hnp.arrays(np.float64, x.shape, elements=st.floats(0.0, 1.0)))
-    weight = data.draw(hnp.arrays(np.float64, (x.shape[1],), elements=WEIGHTS))
+    weight = data.draw(hnp.arrays(np.float64, (x.shape[1],), elements=FACTORS))
     kwargs = {"weight": weight, "label_smoothing": 0.1, "reduction": "mean"}
     _, grad = fastxent.cross_entropy_with_grad(x, raw, **kwargs)  # targets need not sum to 1
     step = 1e-6
@@ -243,7 +188,7 @@ def test_gradient_matches_central_differences_probability_targets(data):
     np.testing.assert_allclose(grad, numeric, rtol=1e-5, atol=1e-7)
 
 
-@PROPERTY_SETTINGS
+@PROPERTIES
 @given(st.data())
 def test_none_summed_equals_sum(data):
     x, labels, kwargs = data.draw(problems())
@@ -251,25 +196,3 @@ def test_none_summed_equals_sum(data):
     none = fastxent.cross_entropy(x, labels, reduction="none", **kwargs)
     total = fastxent.cross_entropy(x, labels, reduction="sum", **kwargs)
     np.testing.assert_allclose(total, np.sum(none), rtol=1e-12, atol=1e-12)
-
-
-@PROPERTY_SETTINGS
-@given(st.data())
-def test_cross_entropy_matches_reference(data):
-    x, labels, kwargs = data.draw(problems())
-    kind = data.draw(st.sampled_from(["index", "probability"]))
-    if kind == "index":
-        target = labels
-        if data.draw(st.booleans()):
-            kwargs["ignore_index"] = data.draw(st.integers(0, x.shape[1] - 1))
-    else:
-        target = data.draw(hnp.arrays(np.float64, x.shape, elements=st.floats(0.0, 1.0)))
-    kwargs["reduction"] = data.draw(st.sampled_from(["mean", "sum", "none"]))
-    kwargs["base"] = data.draw(st.sampled_from([None, 2, 10]))
-    loss, grad = fastxent.cross_entropy_with_grad(x, target, **kwargs)
-    expected_loss, expected_grad = reference.cross_entropy_with_grad(x, target, **kwargs)
-    np.testing.assert_allclose(loss, expected_loss, rtol=1e-12, atol=1e-13)
-    np.testing.assert_allclose(grad, expected_grad, rtol=1e-12, atol=1e-14)
-    np.testing.assert_allclose(
-        fastxent.cross_entropy(x, target, **kwargs), expected_loss, rtol=1e-12, atol=1e-13
-    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import pytest
@@ -12,11 +13,15 @@ from conftest import (
     SHAPES_2D,
     assert_result,
     make_logits,
+    parallel_rows,
     result_dtype,
+    rows_from_memory,
+    rows_in_tiles,
 )
 
 import fastxent
 from fastxent import reference
+from fastxent._tuning import LOG_SOFTMAX_TILE_CLASSES, SHORT_ROW, SOFTMAX_TILE_CLASSES
 
 FUNCTIONS = [
     pytest.param(fastxent.softmax, reference.softmax, id="softmax"),
@@ -53,15 +58,28 @@ def test_matches_reference_2d(function, ref, dtype, rtol, atol, shape, rng):
     check(function, ref, x, -1, dtype, rtol, atol)
 
 
+def _tiled(n_rows: int, n_classes: int, suffix: str = "") -> Any:
+    return pytest.param((n_rows, n_classes), id=f"{n_rows}x{n_classes}{suffix}")
+
+
 @pytest.mark.parametrize(("function", "ref"), FUNCTIONS)
 @pytest.mark.parametrize(("dtype", "rtol", "atol"), NATIVE_TOLERANCES)
 @pytest.mark.parametrize(
     "shape",
-    [(600, 10), (4100, 10), (300, 32), (300, 33), (700, 100), (200, 127), (300, 255)],
-    ids=["600x10", "4100x10-parallel", "300x32", "300x33", "700x100", "200x127", "300x255"],
+    [
+        _tiled(rows_in_tiles(10), 10),
+        _tiled(parallel_rows(10), 10, "-parallel"),
+        _tiled(rows_in_tiles(SHORT_ROW), SHORT_ROW),
+        _tiled(rows_in_tiles(SHORT_ROW + 1), SHORT_ROW + 1),
+        _tiled(rows_in_tiles(100), 100),
+        _tiled(rows_in_tiles(LOG_SOFTMAX_TILE_CLASSES - 1), LOG_SOFTMAX_TILE_CLASSES - 1),
+        _tiled(rows_in_tiles(SOFTMAX_TILE_CLASSES - 1), SOFTMAX_TILE_CLASSES - 1),
+    ],
 )
 def test_short_rows_by_tiles(function, ref, dtype, rtol, atol, shape, rng):
-    """Rows short enough to go by tiles, over several tiles and a partial last one, with
+    """Rows short enough to go by tiles (softmax: fewer than ``SOFTMAX_TILE_CLASSES``
+    classes; log_softmax and logsumexp: fewer than ``LOG_SOFTMAX_TILE_CLASSES``; summed down
+    the columns up to ``SHORT_ROW``), over several tiles and a partial last one, with
     special rows in the last tile: all ``-inf``, one ``nan``, one ``+inf``, and ``-inf``
     entries scattered elsewhere."""
     x = make_logits(rng, shape, dtype)
@@ -77,7 +95,7 @@ def test_short_rows_by_tiles(function, ref, dtype, rtol, atol, shape, rng):
 @pytest.mark.parametrize(("dtype", "rtol", "atol"), NATIVE_TOLERANCES)
 @pytest.mark.parametrize(
     "shape",
-    [(700, 1000), (100, 2500), (17, 3000)],
+    [(rows_from_memory(1000), 1000), (100, 2500), (17, 3000)],
     ids=["1000-classes-from-memory", "2500-classes", "chains-of-one-row"],
 )
 def test_rows_from_memory_by_chains(function, ref, dtype, rtol, atol, shape, streaming, rng):
@@ -117,7 +135,8 @@ def test_three_dimensional_any_axis(function, ref, dtype, rtol, atol, axis, rng)
 @pytest.mark.parametrize(("dtype", "rtol", "atol"), NATIVE_TOLERANCES)
 @pytest.mark.parametrize("axis", [0, 1, -1])
 def test_three_dimensional_parallel_size(function, ref, dtype, rtol, atol, axis, rng):
-    x = make_logits(rng, (17, 43, 59), dtype)  # 43131 elements: multi-threaded kernels
+    shape = (parallel_rows(43 * 59), 43, 59)  # the multi-threaded kernels, whatever the axis
+    x = make_logits(rng, shape, dtype)
     check(function, ref, x, axis, dtype, rtol, atol)
 
 
@@ -156,7 +175,7 @@ def test_non_contiguous_layouts(function, ref, dtype, rtol, atol, layout, rng):
 @pytest.mark.parametrize(("function", "ref"), FUNCTIONS)
 @pytest.mark.parametrize(("dtype", "rtol", "atol"), NATIVE_TOLERANCES)
 def test_non_contiguous_parallel_size(function, ref, dtype, rtol, atol, rng):
-    base = make_logits(rng, (80, 1000), dtype)
+    base = make_logits(rng, (parallel_rows(500), 1000), dtype)  # multi-threaded when sliced
     check(function, ref, base[:, ::2], -1, dtype, rtol, atol)
     check(function, ref, base.T, 0, dtype, rtol, atol)
 

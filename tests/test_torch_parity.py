@@ -1,4 +1,5 @@
-"""Parity with PyTorch's softmax family and ``F.cross_entropy`` (loss and autograd gradient).
+"""Parity with PyTorch: the softmax family, ``F.cross_entropy`` (loss and autograd gradient),
+``F.binary_cross_entropy_with_logits`` and ``F.kl_div``.
 
 Skipped when PyTorch is not installed, unless ``FASTXENT_REQUIRE_TORCH=1`` (CI) makes that a
 failure. Only cases where docs/semantics.md says we follow PyTorch are compared (not
@@ -6,15 +7,32 @@ failure. Only cases where docs/semantics.md says we follow PyTorch are compared 
 
 The option matrix below covers every combination of dtype, target kind, class weight,
 ``ignore_index``, label smoothing and reduction, on ``(N, C)`` and ``(N, C, d1, d2)`` logits
-with the class axis 1 (PyTorch's layout); odd shapes and one LLM-sized case follow, and a
-test that fastxent's float32 loss is at least as accurate as PyTorch's.
+with the class axis 1 (PyTorch's layout); odd shapes and one LLM-sized case follow, then the
+binary loss (every weight x pos_weight x reduction x dtype combination) and the KL
+divergence, and a test that fastxent's float32 loss is at least as accurate as PyTorch's
+(against the exact values of ``oracle.py``). The conformance issue's comparisons (class
+weights of any sign, multi-axis logsumexp) are in test_conformance.py; the accuracy table of
+fastxent, PyTorch and JAX (docs/accuracy.md) in test_accuracy.py.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
-from conftest import NATIVE_TOLERANCES, import_torch, make_labels, make_logits, make_probabilities
+from conftest import (
+    NATIVE_TOLERANCES,
+    assert_result,
+    import_torch,
+    make_binary_inputs,
+    make_binary_weight,
+    make_labels,
+    make_logits,
+    make_probabilities,
+    result_dtype,
+)
+from oracle import exact_rows
 
 import fastxent
 
@@ -378,6 +396,117 @@ def test_large_vocabulary_float32(large_case, reduction):
 
 
 # --------------------------------------------------------------------------------------
+# binary_cross_entropy: F.binary_cross_entropy_with_logits
+# --------------------------------------------------------------------------------------
+
+
+TORCH_WEIGHT_KINDS = [
+    pytest.param("none", id="no-weight"),
+    pytest.param("full", id="elementwise-weight"),
+    pytest.param("column", id="per-class-weight"),
+    pytest.param("row", id="per-row-weight"),
+    pytest.param("scalar", id="scalar-weight"),
+]
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("use_pos_weight", [False, True], ids=["no-pos_weight", "pos_weight"])
+@pytest.mark.parametrize("weight_kind", TORCH_WEIGHT_KINDS)
+@pytest.mark.parametrize("shape", [(6, 5), (2, 3, 4)], ids=str)
+@pytest.mark.parametrize(("dtype", "rtol", "atol"), NATIVE_TOLERANCES)
+def test_binary_matches_torch(
+    dtype: Any,
+    rtol: float,
+    atol: float,
+    shape: tuple[int, ...],
+    weight_kind: str,
+    use_pos_weight: bool,
+    reduction: str,
+) -> None:
+    """Every weight x pos_weight x reduction combination against PyTorch, loss and gradient."""
+    logits, target = make_binary_inputs(shape, dtype, hard=False, seed=17)
+    # Weights rounded to the logits' dtype, so that both libraries see the same numbers.
+    weight = make_binary_weight(weight_kind, shape)
+    if weight is not None:
+        weight = np.asarray(weight, dtype=dtype)
+    pos_weight = None
+    if use_pos_weight:
+        pos_weight = (3.0 * np.random.default_rng(8).random(shape[-1])).astype(dtype)
+
+    x = torch.tensor(logits, requires_grad=True)
+    torch_loss = torch.nn.functional.binary_cross_entropy_with_logits(
+        x,
+        torch.tensor(target),
+        weight=None if weight is None else torch.as_tensor(weight),
+        pos_weight=None if pos_weight is None else torch.tensor(pos_weight),
+        reduction=reduction,
+    )
+    torch_loss.sum().backward()
+    expected_loss = torch_loss.detach().numpy()
+    expected_grad = x.grad.numpy()
+    assert expected_loss.dtype == dtype and expected_grad.dtype == dtype
+
+    rdtype = result_dtype(dtype)
+    # A "mean" gradient is divided by the element count: atol follows the gradient's scale.
+    grad_atol = atol * float(np.max(np.abs(expected_grad)))
+    loss, grad = fastxent.binary_cross_entropy_with_grad(
+        logits, target, weight=weight, pos_weight=pos_weight, reduction=reduction
+    )
+    only_loss = fastxent.binary_cross_entropy(
+        logits, target, weight=weight, pos_weight=pos_weight, reduction=reduction
+    )
+    for value in (loss, only_loss):
+        assert np.shape(value) == expected_loss.shape
+        assert np.asarray(value).dtype == rdtype
+        np.testing.assert_allclose(value, expected_loss, rtol=rtol, atol=atol)
+    assert grad.shape == expected_grad.shape and grad.dtype == rdtype
+    np.testing.assert_allclose(grad, expected_grad, rtol=rtol, atol=grad_atol)
+
+
+def test_binary_matches_torch_float32() -> None:
+    logits, target = make_binary_inputs((64, 10), np.float32, hard=False, seed=23)
+    logits = (logits / 4.0).astype(np.float32)  # |x| of a few units: torch's float32 is tight
+    pos_weight = np.linspace(0.5, 2.0, 10)
+    x = torch.tensor(logits, requires_grad=True)
+    torch_loss = torch.nn.functional.binary_cross_entropy_with_logits(
+        x, torch.tensor(target), pos_weight=torch.tensor(pos_weight, dtype=torch.float32)
+    )
+    torch_loss.backward()
+    loss, grad = fastxent.binary_cross_entropy_with_grad(logits, target, pos_weight=pos_weight)
+    assert loss.dtype == np.float32 and grad.dtype == np.float32
+    np.testing.assert_allclose(loss, torch_loss.item(), rtol=1e-5)
+    np.testing.assert_allclose(grad, x.grad.numpy(), rtol=1e-5, atol=1e-8)
+
+
+# --------------------------------------------------------------------------------------
+# kl_divergence: F.kl_div of log_softmax, "batchmean"
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("shape", [(6, 5), (1, 7), (64, 3)], ids=str)
+def test_kl_matches_torch_batchmean(shape, reduction):
+    logits = (3.0 * np.random.default_rng(18).standard_normal(shape)).astype(np.float64)
+    # Rows of q that sum to 1 with exact zeros: PyTorch's kl_div uses xlogy, 0 log 0 = 0.
+    raw = np.random.default_rng(19).random(shape)
+    raw[raw < 0.25] = 0.0
+    raw[:, :1] += 0.01  # every row keeps some mass
+    q = raw / raw.sum(axis=-1, keepdims=True)
+    torch_reduction = {"mean": "batchmean", "sum": "sum", "none": "none"}[reduction]
+    expected = F.kl_div(
+        torch.log_softmax(torch.tensor(logits), dim=-1), torch.tensor(q), reduction=torch_reduction
+    ).numpy()
+    if reduction == "none":  # PyTorch's "none" is elementwise: sum over the classes
+        expected = expected.sum(axis=-1)
+    loss = fastxent.kl_divergence(logits, q, reduction=reduction)
+    if reduction == "none":
+        assert isinstance(loss, np.ndarray) and loss.shape == shape[:-1]
+    else:
+        assert type(loss) is np.float64, type(loss)
+    assert_result(loss, expected, np.float64, 1e-12, 1e-14)
+
+
+# --------------------------------------------------------------------------------------
 # float32 accuracy: at least as close to the exact loss as PyTorch's float32
 # --------------------------------------------------------------------------------------
 
@@ -388,10 +517,8 @@ def test_float32_loss_not_less_accurate_than_torch():
     rng = np.random.default_rng(64)
     logits = (5.0 * rng.standard_normal((64, n_classes))).astype(np.float32)
     labels = rng.integers(0, n_classes, size=64)
-    # The exact loss of the float32 inputs, in float64 (independent of both libraries).
-    x = logits.astype(np.float64)
-    top = x.max(axis=1)
-    exact = top + np.log(np.exp(x - top[:, None]).sum(axis=1)) - x[np.arange(64), labels]
+    # The exact loss of the float32 inputs (independent of both libraries).
+    exact = exact_rows(logits, labels).loss
 
     ours = fastxent.cross_entropy(logits, labels, reduction="none")
     theirs = F.cross_entropy(
