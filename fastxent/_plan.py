@@ -31,6 +31,10 @@ class RowPlan(NamedTuple):
     streaming: bool
 
 
+#: The plan of every input whose rows are not chained.
+_IN_CACHE = RowPlan(None, False)
+
+
 def rows_to_chain(rows: NDArray[Any]) -> NDArray[Any] | None:
     """``rows`` if the kernels take them in chains, else ``None``.
 
@@ -57,8 +61,10 @@ def plan_rows(rows: NDArray[Any]) -> RowPlan:
     streams from memory.
     """
     chained = rows_to_chain(rows)
+    if chained is None:
+        return _IN_CACHE  # (built once: a small call would notice building it each time)
     long_rows = rows.shape[1] >= THRESHOLDS.prefetch_min_classes
-    return RowPlan(chained, chained is not None and long_rows and streams_from_memory(rows))
+    return RowPlan(chained, long_rows and streams_from_memory(rows))
 
 
 def parallel_min_elements(layer: str | None) -> int:

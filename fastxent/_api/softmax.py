@@ -157,10 +157,10 @@ def logsumexp(
     else:  # no groups, or empty ones: log 0
         out = np.full(rows.shape[0], -np.inf)
     shape = array.shape
+    if type(where) is int and not keepdims:  # the common call
+        return out.reshape(shape[:where] + shape[where + 1 :]).astype(rows.dtype)
     axes = (where,) if isinstance(where, int) else where
     if keepdims:
         kept_shape = tuple(1 if i in axes else n for i, n in enumerate(shape))
         return out.reshape(kept_shape).astype(rows.dtype)
-    if isinstance(where, int):  # the common call
-        return out.reshape(shape[:where] + shape[where + 1 :]).astype(rows.dtype)
     return out.reshape(tuple(n for i, n in enumerate(shape) if i not in axes)).astype(rows.dtype)
