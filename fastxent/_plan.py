@@ -69,7 +69,8 @@ def plan_rows(rows: NDArray[Any]) -> RowPlan:
 
 def parallel_min_elements(layer: str | None) -> int:
     """Smallest input (in elements) that runs the parallel kernels under ``layer``."""
-    return THRESHOLDS.parallel_min_elements_for(layer)
+    by_layer = THRESHOLDS.parallel_min_elements_by_layer
+    return by_layer.get(layer or "", THRESHOLDS.parallel_min_elements)
 
 
 def _layer_threshold() -> int:

@@ -120,10 +120,6 @@ class Thresholds:
     #: ...nor are rows of up to WHOLE_ROW classes in an input this small (taken in cache).
     cache_resident_bytes: int = 1 << 21
 
-    def parallel_min_elements_for(self, layer: str | None) -> int:
-        """Smallest input (in elements) that runs the parallel kernels under ``layer``."""
-        return self.parallel_min_elements_by_layer.get(layer or "", self.parallel_min_elements)
-
 
 def _from_environment() -> Thresholds:
     thresholds = Thresholds()
