@@ -100,6 +100,32 @@ def real_in_range(value: Any, name: str, low: float, high: float) -> float:
     return number
 
 
+def z_loss(value: Any) -> float:
+    """The z-loss coefficient: a finite real number >= 0."""
+    if type(value) is float and 0.0 <= value < math.inf:
+        return value
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"z_loss must be a real number, got {type(value).__name__}")
+    number = float(value)
+    if not (number >= 0.0 and math.isfinite(number)):
+        raise ValueError(f"z_loss must be finite and >= 0 (PaLM uses 1e-4), got {value!r}")
+    return number
+
+
+def softcap(value: Any) -> float | None:
+    """The logit soft-cap: ``None`` (no cap) or a finite real number > 0."""
+    if value is None:
+        return None
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"softcap must be a real number or None, got {type(value).__name__}")
+    number = float(value)
+    if not (number > 0.0 and math.isfinite(number)):
+        raise ValueError(
+            f"softcap must be finite and > 0 (Gemma 2 uses 30.0), or None for no cap, got {value!r}"
+        )
+    return number
+
+
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 

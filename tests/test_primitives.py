@@ -20,6 +20,7 @@ from fastxent._simd import (
     fmax_unchecked,
     log_positive,
     split_for_sum,
+    tanh,
 )
 from fastxent._tuning import CHAIN_BLOCK, MAX_VECTOR, PREFETCH_BLOCK, SUM_VECTOR
 
@@ -59,6 +60,14 @@ def _unchecked_max(values, start):
     for i in range(values.size):
         largest = fmax_unchecked(largest, values[i])
     return largest
+
+
+@njit
+def _tanhs(x):
+    out = np.empty_like(x)
+    for i in range(x.size):
+        out[i] = tanh(x[i])
+    return out
 
 
 @njit
@@ -264,3 +273,40 @@ def test_log_positive_within_1_ulp_of_extended_precision():
     assert float(ulps.max()) <= 1.0
     assert _logs(np.array([1.0]))[0] == 0.0
     assert np.isnan(_logs(np.array([np.nan]))[0])
+
+
+def test_tanh_float32_within_1_5_ulp():
+    """Every 97th positive float32 (and its negative), against long double ``tanh``."""
+    x = np.arange(0, 0x7F800000, 97, dtype=np.uint32).view(np.float32)
+    x = np.concatenate([x, -x])
+    exact = np.tanh(x.astype(np.longdouble))
+    ulp = np.spacing(np.abs(exact.astype(np.float32))).astype(np.longdouble)
+    error = np.abs(_tanhs(x).astype(np.longdouble) - exact) / ulp
+    assert float(error.max()) <= 1.5
+
+
+def test_tanh_float64_within_1_5_ulp():
+    rng = np.random.default_rng(8)
+    x = np.concatenate(
+        [
+            rng.uniform(-20.0, 20.0, 400_000),
+            rng.uniform(-0.7, 0.7, 400_000),  # both sides of the switch at 0.625
+            np.exp(rng.uniform(-700.0, 0.0, 100_000)),  # tanh(x) ~ x
+        ]
+    )
+    exact = np.tanh(x.astype(np.longdouble))
+    ulp = np.spacing(np.abs(exact.astype(np.float64))).astype(np.longdouble)
+    error = np.abs(_tanhs(x).astype(np.longdouble) - exact) / ulp
+    assert float(error.max()) <= 1.5
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_tanh_special_values(dtype):
+    x = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, 1e-30, 20.0, -20.0], dtype)
+    result = _tanhs(x)
+    assert result[0] == 0.0 and not np.signbit(result[0])
+    assert result[1] == 0.0 and np.signbit(result[1])
+    assert result[2] == 1.0 and result[3] == -1.0 and np.isnan(result[4])
+    assert result[5] == dtype(1e-30)
+    assert result[6] == 1.0 and result[7] == -1.0
+    assert tanh(0.5) == math.tanh(0.5)  # the plain Python version

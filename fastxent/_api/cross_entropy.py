@@ -10,6 +10,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from fastxent import _validate
 from fastxent._api.common import Loss, gradient_scale, reduce_losses, result_scalar
+from fastxent._api.softcap_zloss import language_model_terms, softcap_zloss_forward
 from fastxent._api.xent_problem import (
     Problem,
     common_problem,
@@ -82,6 +83,8 @@ def cross_entropy(
     reduction: str = "mean",
     label_smoothing: float = 0.0,
     base: float | None = None,
+    z_loss: float = 0.0,
+    softcap: float | None = None,
 ) -> Loss:
     r"""Softmax cross-entropy between logits and class indices or class probabilities.
 
@@ -122,6 +125,14 @@ def cross_entropy(
         Mass moved uniformly onto all classes.
     base : float, optional
         Logarithm base of the loss (``None``: natural log; 2: bits).
+    z_loss : float, default 0
+        Coefficient :math:`\lambda \ge 0` of PaLM's z-loss: each counted row's loss gains
+        :math:`\lambda\, \omega\, \mathrm{lse}(z)^2`, with :math:`\omega` the row's
+        weight (:math:`w_y` for an integer target, 1 for probabilities); it is reduced
+        (and divided by ``ln(base)``) with the rest of the loss.
+    softcap : float, optional
+        Gemma 2's logit soft-capping: the logits are replaced by
+        :math:`s \tanh(z / s)` (``s = softcap > 0``) before everything else.
 
     Returns
     -------
@@ -136,6 +147,12 @@ def cross_entropy(
     >>> round(float(fastxent.cross_entropy(logits, np.array([2]))), 4)
     0.1762
     """
+    terms = language_model_terms(z_loss, softcap)
+    if terms is not None:
+        return _with_terms(
+            terms, None, logits, target, axis, weight, ignore_index, reduction,
+            label_smoothing, base,
+        )[0]  # fmt: skip
     if is_common_call(logits, target, axis, weight, ignore_index, reduction, label_smoothing, base):
         loss = _common_forward(logits, target, weight, ignore_index, reduction, label_smoothing)
         if loss is not None:
@@ -184,6 +201,8 @@ def cross_entropy_with_grad(
     reduction: str = "mean",
     label_smoothing: float = 0.0,
     base: float | None = None,
+    z_loss: float = 0.0,
+    softcap: float | None = None,
     out: NDArray[Any] | None = None,
 ) -> tuple[Loss, NDArray[np.floating[Any]]]:
     r""":func:`cross_entropy` and its gradient with respect to ``logits``, in one sweep.
@@ -199,8 +218,10 @@ def cross_entropy_with_grad(
 
     Parameters
     ----------
-    logits, target, axis, weight, ignore_index, reduction, label_smoothing, base
-        As for :func:`cross_entropy`.
+    logits, target, axis, weight, ignore_index, reduction, label_smoothing, base, z_loss, softcap
+        As for :func:`cross_entropy`. With them the gradient is
+        :math:`((A + 2 \lambda \omega\, \mathrm{lse})\, p_c - a_c)
+        (1 - (z'_c / s)^2)`, with :math:`p` the softmax of the capped logits :math:`z'`.
     out : numpy.ndarray, optional
         Array to write the gradient into: shape of ``logits``, the result dtype. It may be
         ``logits`` itself, which is then overwritten with no extra ``N x C`` memory.
@@ -219,6 +240,14 @@ def cross_entropy_with_grad(
     >>> grad.round(2)
     array([[ 0.02,  0.14, -0.16]])
     """
+    terms = language_model_terms(z_loss, softcap)
+    if terms is not None:
+        loss, grad = _with_terms(
+            terms, out, logits, target, axis, weight, ignore_index, reduction, label_smoothing,
+            base, with_grad=True,
+        )  # fmt: skip
+        assert grad is not None
+        return loss, grad
     problem = (
         common_problem(logits, target, weight, ignore_index, reduction, label_smoothing)
         if is_common_call(
@@ -282,6 +311,42 @@ def cross_entropy_with_grad(
     if problem.labels is not None and degenerate is not None:
         loss = result_scalar(degenerate[0], problem.dtype)
         grad[...] = degenerate[1]
+    if out is None:
+        return loss, grad
+    if not same_memory(grad, out):
+        out[...] = grad
+    return loss, out
+
+
+def _with_terms(
+    terms: tuple[float, float | None],
+    out: NDArray[Any] | None,
+    logits: ArrayLike,
+    target: ArrayLike,
+    axis: Any,
+    weight: Any,
+    ignore_index: Any,
+    reduction: Any,
+    label_smoothing: Any,
+    base: Any,
+    with_grad: bool = False,
+) -> tuple[Loss, NDArray[Any] | None]:
+    """A call with a z-loss or soft-capped logits: its loss and, if asked, its gradient."""
+    args = (axis, weight, ignore_index, reduction, label_smoothing, base)
+    problem = prepare(logits, target, *args, rows_only=True)
+    grad_rows = None
+    if with_grad:
+        if out is not None:
+            _validate.out_array(
+                out, problem.logits.shape, problem.dtype, problem.logits, target, weight
+            )
+        grad_rows, _ = _gradient_rows(out, problem)
+    loss, labels_ok = softcap_zloss_forward(problem, *terms, grad_rows)
+    if not labels_ok:
+        _raise_for_labels(problem, target)
+    if grad_rows is None:
+        return loss, None
+    grad = from_rows(grad_rows, problem.logits.shape, problem.class_axis)
     if out is None:
         return loss, grad
     if not same_memory(grad, out):

@@ -43,8 +43,13 @@ def prepare(
     reduction: Any,
     label_smoothing: Any,
     base: Any,
+    rows_only: bool = False,
 ) -> Problem:
-    """Validate any call and bring it to the kernels' layout (after the common case's checks)."""
+    """Validate any call and bring it to the kernels' layout (after the common case's checks).
+
+    ``rows_only`` asks for the ``(R, C)`` layout even where the class axis could stay in
+    place (for kernels that have no column version).
+    """
     array = _validate.float_array(logits, "logits")
     class_axis = _validate.class_axis(axis, array.ndim)
     n_classes = _validate.classes(array.shape, class_axis, "logits")
@@ -61,7 +66,12 @@ def prepare(
     columns = False
     if kind == "labels":
         _validate.labels_shape(target_array, batch_shape)
-        columns = class_axis < array.ndim - 1 and array.dtype == dtype and array.flags.c_contiguous
+        columns = (
+            not rows_only
+            and class_axis < array.ndim - 1
+            and array.dtype == dtype
+            and array.flags.c_contiguous
+        )
         if columns:
             rows = columns_view(array, class_axis)
             labels = rows_target(target_array).reshape(rows.shape[0], rows.shape[2])

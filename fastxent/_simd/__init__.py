@@ -12,6 +12,8 @@ here are written so that a loop calling them compiles to 256/512-bit SIMD code:
   not matter.
 - :func:`split_for_sum` splits float32 terms so that float32 vector lanes sum them as
   accurately as float64 would.
+- :func:`tanh` (for soft-capped logits) is Cephes' polynomial near 0 and
+  :func:`exp_nonpositive` of ``-2|x|`` elsewhere.
 - :func:`fmaximum` emits ``llvm.maximum``, which LLVM vectorises in reductions;
   :func:`fmax_unchecked` is its cheaper sibling for maxima whose ``nan`` nobody reads.
 
@@ -29,6 +31,7 @@ from fastxent._simd.llvm import (
 )
 from fastxent._simd.log import log_positive
 from fastxent._simd.split import split_for_sum
+from fastxent._simd.tanh import tanh
 
 __all__ = [
     "exp_clamped",
@@ -39,6 +42,7 @@ __all__ = [
     "log_positive",
     "prefetch",
     "split_for_sum",
+    "tanh",
     "use_512bit_vectors",
     "vector_width_bits",
 ]

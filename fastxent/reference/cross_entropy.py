@@ -33,6 +33,8 @@ def _softmax_cross_entropy(
     reduction: str,
     label_smoothing: float,
     base: float | None,
+    z_loss: float = 0.0,
+    softcap: float | None = None,
 ) -> tuple[Loss, F64, np.dtype[Any]]:
     """Loss and float64 gradient (class axis last) of softmax cross-entropy.
 
@@ -50,6 +52,12 @@ def _softmax_cross_entropy(
     ``g`` by ``D`` on its own, the label-index part and the smoothing part; so does this
     function, so that weights of both signs whose counted sum is 0 give PyTorch's
     ``+-inf`` and ``nan`` (``x / 0`` and ``0 / 0``).
+
+    With ``softcap`` the logits are first replaced by ``s tanh(z / s)``, and the gradient
+    gains the factor ``1 - tanh(z / s)**2``. The z-loss adds ``z_loss * omega * lse**2`` to
+    each row (``omega``: ``w[y]`` for class indices, 0 when ignored; 1 for probabilities)
+    and ``2 z_loss omega lse p`` to its gradient. With either term, a "mean" whose counted
+    weights sum to 0 is the sum divided by 0.
     """
     _check_reduction(reduction)
     logits = np.asarray(logits)
@@ -83,16 +91,24 @@ def _softmax_cross_entropy(
 
     # Ignored rows are never read: replace their logits (maybe nan) by zeros.
     z = np.where(counted[..., np.newaxis], z, 0.0)
+    if softcap is not None:
+        z = softcap * np.tanh(z / softcap)
     logp, lse = _log_softmax_rows(z)
     a: F64 = np.sum([share * coefficients for share, coefficients, _ in parts], axis=0)
     losses = np.sum(_times(a, -logp), axis=-1)
+    omega = np.where(counted, w[y], 0.0) if _is_class_indices(target) else np.ones(lse.shape)
+    if z_loss != 0.0:
+        losses = losses + _times(z_loss * omega, lse * lse)
     # A row without a distribution (nan or all -inf) is nan even if no coefficient reads it.
     losses = np.where(np.isnan(lse), np.nan, losses)
     ln_b = _log_base(base)
     loss = _reduce(losses / ln_b, reduction, denominator, dtype)
     divisor = np.float64(denominator if reduction == "mean" else 1.0)
+    terms = z_loss != 0.0 or softcap is not None
     with np.errstate(divide="ignore", invalid="ignore"):
-        if reduction == "mean" and denominator == 0 and counted.any():
+        if reduction == "mean" and denominator == 0 and counted.any() and terms:
+            loss = dtype.type(np.sum(losses) / divisor / ln_b)
+        elif reduction == "mean" and denominator == 0 and counted.any():
             # Rows counted, weights summing to 0: PyTorch divides each part's sum by 0.
             total = 0.0
             for share, coefficients, _ in parts:
@@ -102,6 +118,10 @@ def _softmax_cross_entropy(
             loss = dtype.type(total / ln_b)
         grad_logp = sum(np.where(mask, a * -(share / divisor), 0.0) for share, a, mask in parts)
         grad = grad_logp - np.exp(logp) * np.sum(grad_logp, axis=-1, keepdims=True)
+        if z_loss != 0.0:
+            grad = grad + np.exp(logp) * (2.0 * z_loss * omega * lse / divisor)[..., np.newaxis]
+        if softcap is not None:
+            grad = grad * (1.0 - (z / softcap) ** 2)
     grad = np.where(counted[..., np.newaxis], grad, 0.0)
     return loss, grad / ln_b, dtype
 
@@ -116,6 +136,8 @@ def cross_entropy(
     reduction: str = "mean",
     label_smoothing: float = 0.0,
     base: float | None = None,
+    z_loss: float = 0.0,
+    softcap: float | None = None,
 ) -> Loss:
     """Softmax cross-entropy from logits, with integer or probability targets.
 
@@ -151,6 +173,11 @@ def cross_entropy(
         Mass ``eps`` in ``[0, 1]`` spread uniformly over the classes.
     base : float, optional
         Logarithm base; ``None`` means natural log.
+    z_loss : float, optional
+        Coefficient of the z-loss ``z_loss * omega_i * lse_i**2`` added to each sample's
+        loss (``omega_i = w[y_i]`` for class indices, 1 for probabilities).
+    softcap : float, optional
+        Soft-cap ``s``: the logits become ``s * tanh(logits / s)`` first.
 
     Returns
     -------
@@ -168,7 +195,16 @@ def cross_entropy(
     0.5804
     """
     loss, _, _ = _softmax_cross_entropy(
-        logits, target, axis, weight, ignore_index, reduction, label_smoothing, base
+        logits,
+        target,
+        axis,
+        weight,
+        ignore_index,
+        reduction,
+        label_smoothing,
+        base,
+        z_loss,
+        softcap,
     )
     return loss
 
@@ -183,6 +219,8 @@ def cross_entropy_with_grad(
     reduction: str = "mean",
     label_smoothing: float = 0.0,
     base: float | None = None,
+    z_loss: float = 0.0,
+    softcap: float | None = None,
     out: NDArray[Any] | None = None,
 ) -> tuple[Loss, NDArray[Any]]:
     """Softmax cross-entropy and its gradient with respect to the logits.
@@ -201,8 +239,9 @@ def cross_entropy_with_grad(
 
     Parameters
     ----------
-    logits, target, axis, weight, ignore_index, reduction, label_smoothing, base
-        As in :func:`cross_entropy`.
+    logits, target, axis, weight, ignore_index, reduction, label_smoothing, base, z_loss, softcap
+        As in :func:`cross_entropy`. The z-loss adds ``2 z_loss omega_i lse_i p[i, :]`` to
+        the gradient; soft-capping multiplies it by ``1 - tanh(logits / s)**2``.
     out : ndarray, optional
         Array shaped like ``logits`` that receives the gradient; it may be ``logits``
         itself (the loss is computed from the original values first).
@@ -222,6 +261,15 @@ def cross_entropy_with_grad(
     0.6931 [[ 0.5 -0.5]]
     """
     loss, grad, dtype = _softmax_cross_entropy(
-        logits, target, axis, weight, ignore_index, reduction, label_smoothing, base
+        logits,
+        target,
+        axis,
+        weight,
+        ignore_index,
+        reduction,
+        label_smoothing,
+        base,
+        z_loss,
+        softcap,
     )
     return loss, _finish_gradient(grad, axis, dtype, out)
