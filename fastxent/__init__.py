@@ -12,6 +12,7 @@ from types import ModuleType
 from fastxent._api.binary import binary_cross_entropy, binary_cross_entropy_with_grad
 from fastxent._api.cross_entropy import cross_entropy, cross_entropy_with_grad
 from fastxent._api.distributions import cross_entropy_from_probs, entropy, kl_divergence
+from fastxent._api.linear import linear_cross_entropy, linear_cross_entropy_with_grad
 from fastxent._api.softmax import log_softmax, logsumexp, softmax
 
 __version__ = "0.1.0"
@@ -25,6 +26,8 @@ __all__ = [
     "cross_entropy_with_grad",
     "entropy",
     "kl_divergence",
+    "linear_cross_entropy",
+    "linear_cross_entropy_with_grad",
     "log_softmax",
     "logsumexp",
     "softmax",

@@ -6,6 +6,7 @@ that Numba compiles each case apart (it prunes branches on ``None`` argument typ
 - :func:`plan_rows`: whether rows come from memory, taken in chains with each row's
   exp-sum finding the next row's max (``chained``), and whether those chains prefetch
   (``streaming``).
+- :func:`plan_linear`: the chunks of ``linear_cross_entropy`` within its working memory.
 - :func:`runs_serially`: whether an input is too small to be worth waking threads for,
   or the threading layer cannot run a parallel kernel safely right now.
 
@@ -19,7 +20,12 @@ from typing import Any, NamedTuple
 from numpy.typing import NDArray
 
 from fastxent._threading import launched_layer, parallel_threads, prepare
-from fastxent._tuning import THRESHOLDS, WHOLE_ROW
+from fastxent._tuning import (
+    LINEAR_MIN_ROWS,
+    LINEAR_WEIGHT_BLOCK_SHARE,
+    THRESHOLDS,
+    WHOLE_ROW,
+)
 
 
 class RowPlan(NamedTuple):
@@ -90,3 +96,45 @@ def runs_serially(n_elements: int) -> bool:
         or n_elements < _layer_threshold()
         or parallel_threads() < 2
     )
+
+
+class LinearPlan(NamedTuple):
+    """How ``linear_cross_entropy`` splits its logits ``(N, V)`` within a memory budget."""
+
+    #: Rows of logits computed per product.
+    rows_per_chunk: int
+    #: Classes per product when even ``LINEAR_MIN_ROWS`` whole rows exceed the budget (the
+    #: logits are then computed twice, for the row statistics and for the gradient), else
+    #: ``None``.
+    vocabulary_block: int | None
+    #: Rows of the temporary through which the weight gradient is accumulated (0 without
+    #: a gradient).
+    weight_block: int
+
+
+def plan_linear(
+    n_rows: int, hidden: int, n_classes: int, itemsize: int, budget: int, with_grad: bool
+) -> LinearPlan:
+    """Chunks whose buffers fit in ``budget`` bytes.
+
+    Per row of a chunk: its logits, its loss, and (for ignored rows dropped in between)
+    a gathered input row and its gradient. With a gradient, a share of the budget goes to
+    the weight gradient's accumulation block, and ``16 V`` bytes to the bias gradient.
+    """
+    weight_block = 0
+    fixed = 0
+    if with_grad:
+        share = int(budget * LINEAR_WEIGHT_BLOCK_SHARE) // (hidden * itemsize)
+        weight_block = max(1, min(n_classes, share))
+        fixed = weight_block * hidden * itemsize + 16 * n_classes
+    wanted = max(1, min(n_rows, LINEAR_MIN_ROWS))
+    per_row = n_classes * itemsize + 8 + 2 * hidden * itemsize
+    rows = (budget - fixed) // per_row
+    if rows >= wanted:
+        return LinearPlan(max(1, min(n_rows, rows)), None, weight_block)
+    # The vocabulary in blocks: the logits of each block and a temporary in their dtype,
+    # two float64 temporaries, and the block's share of the weight gradient.
+    per_class = wanted * (2 * itemsize + 16) + (hidden * itemsize if with_grad else 0) + 16
+    room = budget - wanted * (2 * hidden * itemsize + 64)
+    block = max(1, min(n_classes, room // per_class))
+    return LinearPlan(wanted, block, 0)

@@ -48,6 +48,11 @@ LOG_SOFTMAX_TILE_CLASSES = 128
 FORWARD_TILE_CLASSES = 128
 #: Positions per task of the integer-target kernels that keep the class axis in the middle.
 COLUMN_TILE = 512
+# linear_cross_entropy: fewest rows of logits per product before the vocabulary is split
+# too (fewer rows make BLAS slow), and the share of the working memory kept for the
+# weight gradient's accumulation block.
+LINEAR_MIN_ROWS = 32
+LINEAR_WEIGHT_BLOCK_SHARE = 0.25
 
 # --------------------------------------------------------------------------------------
 # Thresholds (read by the planner at every call)

@@ -1,0 +1,223 @@
+"""``linear_cross_entropy`` over blocks of the vocabulary, for rows too long for the budget.
+
+Where even ``LINEAR_MIN_ROWS`` rows of logits exceed the working memory (a vocabulary of
+millions, or a small budget), each chunk of rows is swept over blocks of classes twice:
+first for each row's running max and exp-sum (an online log-sum-exp) and the sums that
+the loss needs, then, knowing ``lse``, for the gradient, recomputing each block's logits.
+Written with NumPy on float64 row statistics: the products dominate its time.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from fastxent._plan import LinearPlan
+
+if TYPE_CHECKING:
+    from fastxent._api.linear import LinearProblem, _Gradients
+
+
+class _Block:
+    """One chunk of rows, and the buffers of its blocks of classes."""
+
+    def __init__(self, problem: LinearProblem, plan: LinearPlan) -> None:
+        assert plan.vocabulary_block is not None
+        self.problem = problem
+        self.size = plan.vocabulary_block
+        room = plan.rows_per_chunk * self.size
+        self.logits = np.empty(room, problem.dtype)
+        self.scratch = np.empty(room, problem.dtype)
+        self.scratch64 = np.empty(room)
+        self.masses64 = np.empty(room)
+
+    def classes(self) -> list[tuple[int, int]]:
+        n_classes = self.problem.linear_weight.shape[0]
+        return [(v, min(v + self.size, n_classes)) for v in range(0, n_classes, self.size)]
+
+    def capped_logits(self, rows: NDArray[Any], start: int, stop: int) -> NDArray[Any]:
+        """``z'`` of the chunk's rows for classes ``[start, stop)`` (a buffer view)."""
+        problem = self.problem
+        logits = self.logits[: rows.shape[0] * (stop - start)].reshape(rows.shape[0], -1)
+        np.matmul(rows, problem.linear_weight[start:stop].T, out=logits)
+        if problem.bias is not None:
+            logits += problem.bias[start:stop]
+        if problem.softcap is not None:
+            logits *= logits.dtype.type(1.0 / problem.softcap)
+            np.tanh(logits, out=logits)
+            logits *= logits.dtype.type(problem.softcap)
+        return logits
+
+    def weighted_sum(self, values: NDArray[Any], weight: NDArray[np.float64]) -> Any:
+        """Row sums of ``values * weight`` in float64; a zero weight gives 0 even at ``-inf``.
+
+        (A ``nan`` value also gives 0 here; its row's ``lse`` is ``nan`` and so is its loss.)
+        """
+        terms = self.scratch64[: values.size].reshape(values.shape)
+        with np.errstate(invalid="ignore"):
+            np.multiply(values, weight, out=terms)
+        np.copyto(terms, 0.0, where=np.isnan(terms))
+        return terms.sum(axis=1)
+
+    def masses(self, where: Any, start: int, stop: int, n_rows: int) -> NDArray[np.float64]:
+        """The target masses ``a_c`` of the block's classes, float64 (probabilities)."""
+        problem = self.problem
+        assert problem.probs is not None
+        masses = self.masses64[: n_rows * (stop - start)].reshape(n_rows, -1)
+        masses[...] = problem.probs[where, start:stop]
+        masses *= 1.0 - problem.smoothing
+        masses += problem.smoothing / problem.weight.size
+        masses *= problem.weight[start:stop]
+        return masses
+
+
+def run_in_blocks(
+    problem: LinearProblem,
+    plan: LinearPlan,
+    losses: NDArray[np.float64],
+    gradients: _Gradients | None,
+) -> None:
+    """Per-row losses into ``losses`` and, with ``gradients``, the gradients accumulated."""
+    from fastxent._api.linear import _chunk_rows
+
+    block = _Block(problem, plan)
+    weight_part = None
+    if gradients is not None:
+        weight_part = np.empty((block.size, problem.input.shape[1]), problem.dtype)
+    for number, where in enumerate(_chunk_rows(problem, plan.rows_per_chunk)):
+        rows = problem.input[where]
+        lse, row_losses, coefficient = _statistics(block, rows, where)
+        losses[where] = row_losses
+        if gradients is not None:
+            assert weight_part is not None
+            grad_input = _gradients(
+                block, rows, where, lse, coefficient, gradients, number == 0, weight_part
+            )
+            gradients.input[where] = grad_input
+    if gradients is not None:
+        gradients.started = True
+
+
+def _statistics(
+    block: _Block, rows: NDArray[Any], where: Any
+) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
+    """``lse``, the loss of each row, and what multiplies ``p`` in its gradient.
+
+    The sums ``sum_c w_c z'_c`` are taken relative to the first block's max ``r`` (of the
+    same order as the logits), so that they keep their digits next to ``lse``.
+    """
+    problem = block.problem
+    n_rows = rows.shape[0]
+    top = np.full(n_rows, -np.inf)
+    total = np.zeros(n_rows)
+    reference = np.zeros(n_rows)
+    spread = problem.smoothing / problem.weight.size
+    target_logit = np.zeros(n_rows)
+    weighted = np.zeros(n_rows)  # labels: sum_c w_c (z'_c - r); probs: sum_c a_c (z'_c - r)
+    mass = np.zeros(n_rows)  # probs: A = sum_c a_c
+    labels = None if problem.labels is None else problem.labels[where]
+    with np.errstate(invalid="ignore", over="ignore"):
+        for number, (start, stop) in enumerate(block.classes()):
+            logits = block.capped_logits(rows, start, stop)
+            block_top = logits.max(axis=1).astype(np.float64)
+            if number == 0:
+                reference = np.where(np.isfinite(block_top), block_top, 0.0)
+            new_top = np.maximum(top, block_top)
+            shift = np.where(new_top == -np.inf, 0.0, new_top)
+            total *= np.where(top == new_top, 1.0, np.exp(top - shift))
+            scratch = block.scratch[: logits.size].reshape(logits.shape)
+            np.subtract(logits, shift[:, np.newaxis].astype(logits.dtype), out=scratch)
+            np.exp(scratch, out=scratch)
+            total += scratch.sum(axis=1, dtype=np.float64)
+            top = new_top
+            np.subtract(logits, reference[:, np.newaxis].astype(logits.dtype), out=scratch)
+            if labels is not None:
+                inside = (labels >= start) & (labels < stop)
+                target_logit[inside] = logits[np.flatnonzero(inside), labels[inside] - start]
+                if problem.smoothing > 0.0:
+                    weighted += block.weighted_sum(scratch, problem.weight[start:stop])
+            else:
+                masses = block.masses(where, start, stop, n_rows)
+                mass += masses.sum(axis=1)
+                weighted += block.weighted_sum(scratch, masses)
+        log_total = np.log(total)
+        lse = top + log_total
+        above = lse - reference
+        if labels is not None:
+            label_weight = problem.weight[labels]
+            keep = (1.0 - problem.smoothing) * label_weight
+            row_losses = np.where(keep == 0.0, 0.0, keep * (lse - target_logit))
+            if problem.smoothing > 0.0:
+                row_losses += spread * (problem.weight.sum() * above - weighted)
+            omega = label_weight
+            row_mass = keep + spread * problem.weight.sum()
+        else:
+            row_losses = mass * above - weighted
+            omega = np.ones(n_rows)
+            row_mass = mass
+        if problem.z_loss != 0.0:
+            row_losses += np.where(omega == 0.0, 0.0, problem.z_loss * omega * lse * lse)
+        row_losses = np.where(np.isnan(lse), np.nan, row_losses)
+    coefficient = row_mass + 2.0 * problem.z_loss * omega * lse
+    return lse, row_losses, coefficient
+
+
+def _gradients(
+    block: _Block,
+    rows: NDArray[Any],
+    where: Any,
+    lse: NDArray[np.float64],
+    coefficient: NDArray[np.float64],
+    gradients: _Gradients,
+    first_chunk: bool,
+    weight_part: NDArray[Any],
+) -> NDArray[Any]:
+    """The chunk's gradient block by block; returns its part of ``grad_input``.
+
+    ``G = (coefficient p - a) (1 - (z' / s)**2) / divisor``, written over each block's
+    logits, then multiplied into the input's, the weight's and the bias's gradients.
+    """
+    problem = block.problem
+    divisor = problem.log_base * (
+        problem.denominator if problem.reduction == "mean" and problem.denominator else 1.0
+    )
+    spread = problem.smoothing / problem.weight.size
+    labels = None if problem.labels is None else problem.labels[where]
+    grad_input = np.zeros_like(rows)
+    dtype = rows.dtype.type
+    for start, stop in block.classes():
+        logits = block.capped_logits(rows, start, stop)
+        g = block.scratch64[: logits.size].reshape(logits.shape)
+        with np.errstate(invalid="ignore", over="ignore"):
+            np.subtract(logits, lse[:, np.newaxis], out=g)
+            np.exp(g, out=g)
+            g *= coefficient[:, np.newaxis]
+            if labels is not None:
+                if problem.smoothing > 0.0:
+                    g -= spread * problem.weight[start:stop]
+                inside = np.flatnonzero((labels >= start) & (labels < stop))
+                label = labels[inside]
+                g[inside, label - start] -= (1.0 - problem.smoothing) * problem.weight[label]
+            else:
+                g -= block.masses(where, start, stop, rows.shape[0])
+            if problem.softcap is not None:
+                slope = block.masses64[: logits.size].reshape(logits.shape)
+                np.multiply(logits, 1.0 / problem.softcap, out=slope)
+                np.square(slope, out=slope)
+                np.subtract(1.0, slope, out=slope)
+                g *= slope
+            g /= divisor
+        grad = logits  # the block's logits are no longer needed: the gradient goes there
+        grad[...] = g
+        grad_input += grad @ problem.linear_weight[start:stop]
+        part = weight_part[: stop - start]
+        if first_chunk:
+            np.matmul(grad.T, rows, out=gradients.linear_weight[start:stop])
+        else:
+            np.matmul(grad.T, rows, out=part)
+            gradients.linear_weight[start:stop] += part
+        if gradients.bias is not None:
+            gradients.bias[start:stop] += grad.sum(axis=0, dtype=np.float64)
+    return grad_input.astype(dtype, copy=False)
