@@ -465,8 +465,11 @@ def linear_cross_entropy_with_grad(
     if problem.reduction == "mean" and problem.denominator == 0.0:
         counted = losses.size if problem.kept is None else problem.kept.size
         if counted:  # weights summing to 0: the gradient of the sum over 0, as the loss
+            zero = problem.dtype.type(0.0)
+            rows = slice(None) if problem.kept is None else problem.kept
             with np.errstate(divide="ignore", invalid="ignore"):
-                for grad in (grad_input, grad_weight, grad_bias):
-                    if grad is not None:
-                        grad /= grad.dtype.type(0.0)
+                grad_input.reshape(-1, grad_input.shape[-1])[rows] /= zero
+                grad_weight /= zero
+                if grad_bias is not None:
+                    grad_bias /= zero
     return loss, grad_input, grad_weight, grad_bias

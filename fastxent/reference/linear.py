@@ -51,9 +51,10 @@ def _linear(
     if reduction == "none":
         loss = np.asarray(loss).reshape(np.shape(target) if _is_class_indices(y) else -1)
         loss = loss.reshape(h.shape[:-1])
-    grad_input = (grad @ w.astype(np.float64)).reshape(h.shape)
-    grad_weight = grad.T @ rows
-    grad_bias = None if linear_bias is None else grad.sum(axis=0)
+    with np.errstate(invalid="ignore"):  # (inf * 0 where the mean divided by 0)
+        grad_input = (grad @ w.astype(np.float64)).reshape(h.shape)
+        grad_weight = grad.T @ rows
+        grad_bias = None if linear_bias is None else grad.sum(axis=0)
     return loss, grad_input, grad_weight, grad_bias, grad, dtype
 
 
