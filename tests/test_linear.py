@@ -69,7 +69,7 @@ def assert_matches_reference(h, w, target, budget, **options):
     for value in (got[0], forward):
         assert np.asarray(value).dtype == dtype
         assert_close(value, expected[0], LOSS_RTOL[dtype])
-    for actual, wanted in zip(got[1:], expected[1:]):
+    for actual, wanted in zip(got[1:], expected[1:], strict=True):
         if wanted is None:
             assert actual is None
             continue
@@ -135,7 +135,7 @@ def test_working_memory_changes_nothing_beyond_rounding(rng):
         for memory in (2**16, 300_000, 600_000, 64 * 2**20)
     ]
     for other in results[1:]:
-        for a, b in zip(results[0], other):
+        for a, b in zip(results[0], other, strict=True):
             np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-16)
 
 
@@ -285,10 +285,10 @@ def test_matches_torch(rng, reduction, options, probabilities, path):
         options["weight"] = rng.uniform(0.2, 2.0, N_CLASSES)
     expected = torch_linear(h, w, target, bias, reduction, **dict(options))
     got = fastxent.linear_cross_entropy_with_grad(
-        h, w, target, linear_bias=bias, reduction=reduction, working_memory=budget(path, np.float64),
-        **options,
+        h, w, target, linear_bias=bias, reduction=reduction,
+        working_memory=budget(path, np.float64), **options,
     )  # fmt: skip
-    for actual, wanted in zip(got, expected):
+    for actual, wanted in zip(got, expected, strict=True):
         assert_close(actual, wanted, 1e-12)
 
 
