@@ -21,6 +21,7 @@ from numpy.typing import NDArray
 
 from fastxent._threading import launched_layer, parallel_threads, prepare
 from fastxent._tuning import (
+    LINEAR_CLASS_MAJOR_ROWS,
     LINEAR_MIN_ROWS,
     LINEAR_WEIGHT_BLOCK_SHARE,
     THRESHOLDS,
@@ -110,31 +111,53 @@ class LinearPlan(NamedTuple):
     #: Rows of the temporary through which the weight gradient is accumulated (0 without
     #: a gradient).
     weight_block: int
+    #: Whether each chunk's logits are stored class-major, ``(V, R)`` (integer targets).
+    class_major: bool = False
 
 
 def plan_linear(
-    n_rows: int, hidden: int, n_classes: int, itemsize: int, budget: int, with_grad: bool
+    n_rows: int,
+    hidden: int,
+    n_classes: int,
+    itemsize: int,
+    budget: int,
+    with_grad: bool,
+    gathered: bool = True,
+    accumulates: bool = False,
+    labels: bool = True,
 ) -> LinearPlan:
-    """Chunks whose buffers fit in ``budget`` bytes.
+    """Chunks whose buffers fit in ``budget`` bytes, as few and as even as that allows.
 
-    Per row of a chunk: its logits, its loss, and (for ignored rows dropped in between)
-    a gathered input row and its gradient. With a gradient, a share of the budget goes to
-    the weight gradient's accumulation block, and ``16 V`` bytes to the bias gradient.
+    Per row of a chunk: its logits, its loss, and where ``gathered`` (ignored rows
+    dropped in between) a copy of its input row and of that row's gradient. With a
+    gradient, ``16 V`` bytes go to the bias gradient, and unless BLAS ``accumulates``
+    products in place, a share of the budget to the weight gradient's accumulation block.
+    Chunks of equal size: a short last chunk would make a slow product. Chunks of
+    ``labels`` (integer targets) of fewer than ``LINEAR_CLASS_MAJOR_ROWS`` rows are
+    class-major.
     """
     weight_block = 0
     fixed = 0
     if with_grad:
         share = int(budget * LINEAR_WEIGHT_BLOCK_SHARE) // (hidden * itemsize)
         weight_block = max(1, min(n_classes, share))
-        fixed = weight_block * hidden * itemsize + 16 * n_classes
+        fixed = 16 * n_classes + (0 if accumulates else weight_block * hidden * itemsize)
     wanted = max(1, min(n_rows, LINEAR_MIN_ROWS))
-    per_row = n_classes * itemsize + 8 + 2 * hidden * itemsize
+    per_row = n_classes * itemsize + 8 + (2 * hidden * itemsize if gathered else 0)
     rows = (budget - fixed) // per_row
     if rows >= wanted:
-        return LinearPlan(max(1, min(n_rows, rows)), None, weight_block)
+        n_chunks = -(-max(n_rows, 1) // rows)
+        rows = -(-max(n_rows, 1) // n_chunks)
+        return LinearPlan(rows, None, weight_block, labels and rows < LINEAR_CLASS_MAJOR_ROWS)
     # The vocabulary in blocks: the logits of each block and a temporary in their dtype,
     # two float64 temporaries, and the block's share of the weight gradient.
     per_class = wanted * (2 * itemsize + 16) + (hidden * itemsize if with_grad else 0) + 16
     room = budget - wanted * (2 * hidden * itemsize + 64)
     block = max(1, min(n_classes, room // per_class))
     return LinearPlan(wanted, block, 0)
+
+
+def class_major_tile(n_positions: int) -> int:
+    """Positions per task of the class-major sweep: one share per thread, whole vectors."""
+    share = -(-n_positions // max(1, parallel_threads()))
+    return max(16, -(-share // 16) * 16)

@@ -52,6 +52,10 @@ COLUMN_TILE = 512
 # too (fewer rows make BLAS slow), and the share of the working memory kept for the
 # weight gradient's accumulation block.
 LINEAR_MIN_ROWS = 32
+# Chunks of fewer rows keep their logits class-major, (V, R): BLAS computes W @ h.T for a
+# few rows nearly as fast as for many, h @ W.T is up to a quarter slower; the class-major
+# sweep is slower than the row kernels, which pays only below this many rows.
+LINEAR_CLASS_MAJOR_ROWS = 256
 LINEAR_WEIGHT_BLOCK_SHARE = 0.25
 
 # --------------------------------------------------------------------------------------

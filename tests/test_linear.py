@@ -17,6 +17,7 @@ from conftest import assert_unchanged, import_torch, snapshot
 
 import fastxent
 from fastxent import reference
+from fastxent._blas import accumulates_in_place
 from fastxent._plan import plan_linear
 
 N_ROWS, HIDDEN, N_CLASSES = 90, 24, 1003
@@ -78,18 +79,35 @@ def assert_matches_reference(h, w, target, budget, **options):
 
 
 def test_budgets_take_each_path():
-    for itemsize in (4, 8):
+    for dtype in (np.float32, np.float64):
+        itemsize = np.dtype(dtype).itemsize
+        accumulates = accumulates_in_place(np.dtype(dtype))
         for with_grad in (False, True):
             args = (N_ROWS - 5, HIDDEN, N_CLASSES, itemsize)
-            whole = plan_linear(*args, BUDGETS["one-chunk"][itemsize], with_grad)
+            flags = {"gathered": True, "accumulates": accumulates}
+            whole = plan_linear(*args, BUDGETS["one-chunk"][itemsize], with_grad, **flags)
             assert whole.rows_per_chunk == N_ROWS - 5 and whole.vocabulary_block is None
-            rows = plan_linear(*args, BUDGETS["row-chunks"][itemsize], with_grad)
+            assert whole.class_major  # few rows
+            probs = plan_linear(*args, 2**26, with_grad, **flags, labels=False)
+            assert not probs.class_major
+            rows = plan_linear(*args, BUDGETS["row-chunks"][itemsize], with_grad, **flags)
             assert rows.vocabulary_block is None
             assert 1 < rows.rows_per_chunk < N_ROWS - 5 and (N_ROWS - 5) % rows.rows_per_chunk
-            blocks = plan_linear(*args, BUDGETS["vocabulary-blocks"][itemsize], with_grad)
+            blocks = plan_linear(*args, BUDGETS["vocabulary-blocks"][itemsize], with_grad, **flags)
             assert blocks.vocabulary_block is not None
             assert 1 < blocks.vocabulary_block < N_CLASSES
             assert N_CLASSES % blocks.vocabulary_block and (N_ROWS - 5) % blocks.rows_per_chunk
+
+
+@pytest.fixture(params=["class-major", "row-major"])
+def layout(request, monkeypatch):
+    """Both layouts of a chunk of logits, whatever the number of its rows."""
+    from fastxent import _plan
+
+    monkeypatch.setattr(
+        _plan, "LINEAR_CLASS_MAJOR_ROWS", 2**62 if request.param == "class-major" else 0
+    )
+    return request.param
 
 
 OPTIONS = [
@@ -105,7 +123,7 @@ OPTIONS = [
 @pytest.mark.parametrize("options", OPTIONS)
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
 @pytest.mark.parametrize("with_bias", [False, True], ids=["no-bias", "bias"])
-def test_labels_match_reference(rng, path, dtype, options, reduction, with_bias):
+def test_labels_match_reference(rng, path, dtype, options, reduction, with_bias, layout):
     h, w, bias, target = make_problem(rng, dtype)
     options = dict(options)
     if options.pop("weighted", False):
@@ -139,7 +157,7 @@ def test_working_memory_changes_nothing_beyond_rounding(rng):
             np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-16)
 
 
-def test_ignored_rows_cost_and_contribute_nothing(rng):
+def test_ignored_rows_cost_and_contribute_nothing(rng, layout):
     h, w, bias, target = make_problem(rng, np.float32)
     ignored = target == -100
     h_padded = h.copy()
@@ -177,8 +195,8 @@ def test_single_sample(rng):
     )
     assert np.shape(loss) == () and gh.shape == (HIDDEN,)
     assert loss == pytest.approx(expected[0][0], rel=1e-14)
-    np.testing.assert_allclose(gh, expected[1][0], rtol=1e-13)
-    np.testing.assert_allclose(gw, expected[2], rtol=1e-13)
+    assert_close(gh, expected[1][0], 1e-13)
+    assert_close(gw, expected[2], 1e-13)
 
 
 def test_float16_input_is_computed_in_float32(rng):
@@ -278,7 +296,7 @@ def torch_linear(h, w, target, bias, reduction, **options):
 @pytest.mark.parametrize("options", [{}, {"label_smoothing": 0.2, "weighted": True}])
 @pytest.mark.parametrize("probabilities", [False, True], ids=["labels", "probabilities"])
 @pytest.mark.parametrize("path", ["row-chunks", "vocabulary-blocks"])
-def test_matches_torch(rng, reduction, options, probabilities, path):
+def test_matches_torch(rng, reduction, options, probabilities, path, layout):
     h, w, bias, target = make_problem(rng, np.float64, probabilities=probabilities)
     options = dict(options)
     if options.pop("weighted", False):
@@ -292,7 +310,8 @@ def test_matches_torch(rng, reduction, options, probabilities, path):
         assert_close(actual, wanted, 1e-12)
 
 
-def test_terms_match_a_plain_torch_formula(rng):
+@pytest.mark.parametrize("path", ["row-chunks", "vocabulary-blocks"])
+def test_terms_match_a_plain_torch_formula(rng, path, layout):
     torch = import_torch()
     h, w, bias, target = make_problem(rng, np.float64)
     th = torch.tensor(h, requires_grad=True)
@@ -306,8 +325,9 @@ def test_terms_match_a_plain_torch_formula(rng):
     loss = (ce + 1e-3 * z).sum() / counted.sum()
     loss.backward()
     got = fastxent.linear_cross_entropy_with_grad(
-        h, w, target, linear_bias=bias, z_loss=1e-3, softcap=15.0, working_memory=2**16
-    )
+        h, w, target, linear_bias=bias, z_loss=1e-3, softcap=15.0,
+        working_memory=budget(path, np.float64),
+    )  # fmt: skip
     assert got[0] == pytest.approx(loss.item(), rel=1e-13)
     assert_close(got[1], th.grad.numpy(), 1e-12)
     assert_close(got[2], tw.grad.numpy(), 1e-12)

@@ -20,10 +20,12 @@ from fastxent import _validate
 from fastxent._api.common import Loss, result_scalar
 from fastxent._api.softcap_zloss import language_model_terms
 from fastxent._api.xent_problem import per_class_room
+from fastxent._blas import accumulates_in_place, add_product
 from fastxent._kernels import xent_labels, xent_probs
+from fastxent._kernels.linear_columns import class_major_labels
 from fastxent._kernels.xent_softcap_zloss import softcap_zloss_labels, softcap_zloss_probs
 from fastxent._layout import compute_dtype
-from fastxent._plan import LinearPlan, plan_linear, plan_rows
+from fastxent._plan import LinearPlan, class_major_tile, plan_linear, plan_rows
 
 #: Default bound on the working memory of :func:`linear_cross_entropy` (bytes).
 WORKING_MEMORY = 64 * 2**20
@@ -150,11 +152,10 @@ class _Gradients:
     """The three gradients, accumulated over the chunks."""
 
     def __init__(self, problem: LinearProblem, plan: LinearPlan) -> None:
-        dtype = problem.dtype
         self.input = np.zeros_like(problem.input)
         self.linear_weight = np.empty_like(problem.linear_weight)
         self.bias = None if problem.bias is None else np.zeros(problem.bias.shape)
-        self.weight_block = np.empty((plan.weight_block, problem.input.shape[1]), dtype)
+        self.block_rows = plan.weight_block
         self.started = False
 
     def add_chunk(
@@ -167,19 +168,11 @@ class _Gradients:
             self.input[where] = grad @ w
         if self.bias is not None:
             self.bias += grad.sum(axis=0, dtype=np.float64)
-        if not self.started:
-            # The first chunk writes the weight gradient whole: no temporary, no addition.
+        if self.started:
+            add_product(grad.T, rows, self.linear_weight, self.block_rows)
+        else:  # the first chunk writes the weight gradient whole
             np.matmul(grad.T, rows, out=self.linear_weight)
             self.started = True
-            return
-        # NumPy's matmul cannot accumulate (BLAS beta = 1): blocks of classes through one
-        # small temporary keep the extra memory at weight_block x H.
-        block = self.weight_block.shape[0]
-        for start in range(0, grad.shape[1], block):
-            stop = min(start + block, grad.shape[1])
-            part = self.weight_block[: stop - start]
-            np.matmul(grad[:, start:stop].T, rows, out=part)
-            self.linear_weight[start:stop] += part
 
     def finish(self, problem: LinearProblem) -> tuple[NDArray[Any], NDArray[Any], Any]:
         if not self.started:
@@ -211,6 +204,40 @@ def _chunk_rows(problem: LinearProblem, rows_per_chunk: int) -> list[slice | NDA
     return chunks
 
 
+def _gradient_divisor(problem: LinearProblem) -> float:
+    """What the gradient of the summed loss is divided by.
+
+    ``ln(base)``, and the "mean"'s denominator of the whole batch (not the chunk's) unless
+    that is 0.
+    """
+    mean = problem.reduction == "mean" and problem.denominator != 0.0
+    return problem.log_base * (problem.denominator if mean else 1.0)
+
+
+def _sweep_class_major(
+    problem: LinearProblem,
+    logits: NDArray[Any],
+    where: slice | NDArray[np.intp],
+    losses: NDArray[np.float64],
+    with_grad: bool,
+) -> None:
+    """Losses of a class-major chunk ``(V, R)``; its gradient in place with ``with_grad``.
+
+    The bias is added here, in the sweep's first pass.
+    """
+    assert problem.labels is not None
+    dtype = logits.dtype
+    cap = None if problem.softcap is None else dtype.type(problem.softcap)
+    inverse = None if problem.softcap is None else dtype.type(1.0 / problem.softcap)
+    smoothing = problem.smoothing
+    class_major_labels(
+        logits.size, logits, problem.bias, problem.labels[where], problem.weight,
+        problem.weight if smoothing > 0.0 else None, problem.ignore_index, smoothing, cap,
+        inverse, problem.z_loss, _gradient_divisor(problem), with_grad,
+        class_major_tile(logits.shape[1]), losses,
+    )  # fmt: skip
+
+
 def _sweep(
     problem: LinearProblem,
     logits: NDArray[Any],
@@ -218,7 +245,7 @@ def _sweep(
     losses: NDArray[np.float64],
     with_grad: bool,
 ) -> None:
-    """Losses of a chunk's logits into ``losses``; with ``with_grad`` its gradient in place.
+    """Losses of a row-major chunk ``(R, V)``; with ``with_grad`` its gradient in place.
 
     The gradient is that of the reduced loss: divided by ``ln(base)`` and, for "mean", by
     the denominator of the whole batch (not the chunk's).
@@ -279,8 +306,10 @@ def _run(
     n_classes = problem.linear_weight.shape[0]
     n_counted = n_rows if problem.kept is None else problem.kept.size
     plan = plan_linear(
-        n_counted, hidden, n_classes, problem.dtype.itemsize, working_memory, with_grad
-    )
+        n_counted, hidden, n_classes, problem.dtype.itemsize, working_memory, with_grad,
+        gathered=problem.kept is not None, accumulates=accumulates_in_place(problem.dtype),
+        labels=problem.labels is not None,
+    )  # fmt: skip
     losses = np.zeros(n_rows)
     gradients = _Gradients(problem, plan) if with_grad else None
     if plan.vocabulary_block is not None:
@@ -289,18 +318,24 @@ def _run(
         run_in_blocks(problem, plan, losses, gradients)
         return losses, gradients
     buffer = np.empty(plan.rows_per_chunk * n_classes, problem.dtype)
-    matrix_t = problem.linear_weight.T
     for where in _chunk_rows(problem, plan.rows_per_chunk):
         rows = problem.input[where]
-        logits = buffer[: rows.shape[0] * n_classes].reshape(rows.shape[0], n_classes)
-        np.matmul(rows, matrix_t, out=logits)
-        if problem.bias is not None:
-            logits += problem.bias
         chunk_losses = np.empty(rows.shape[0])
-        _sweep(problem, logits, where, chunk_losses, with_grad)
+        room = buffer[: rows.shape[0] * n_classes]
+        if plan.class_major:
+            logits = room.reshape(n_classes, rows.shape[0])
+            np.matmul(problem.linear_weight, rows.T, out=logits)
+            _sweep_class_major(problem, logits, where, chunk_losses, with_grad)
+            grad = logits.T
+        else:
+            grad = logits = room.reshape(rows.shape[0], n_classes)
+            np.matmul(rows, problem.linear_weight.T, out=logits)
+            if problem.bias is not None:
+                logits += problem.bias
+            _sweep(problem, logits, where, chunk_losses, with_grad)
         losses[where] = chunk_losses
         if gradients is not None:
-            gradients.add_chunk(logits, rows, where, problem.linear_weight)
+            gradients.add_chunk(grad, rows, where, problem.linear_weight)
     return losses, gradients
 
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
+from fastxent._blas import add_product
 from fastxent._plan import LinearPlan
 
 if TYPE_CHECKING:
@@ -83,18 +84,12 @@ def run_in_blocks(
     from fastxent._api.linear import _chunk_rows
 
     block = _Block(problem, plan)
-    weight_part = None
-    if gradients is not None:
-        weight_part = np.empty((block.size, problem.input.shape[1]), problem.dtype)
     for number, where in enumerate(_chunk_rows(problem, plan.rows_per_chunk)):
         rows = problem.input[where]
         lse, row_losses, coefficient = _statistics(block, rows, where)
         losses[where] = row_losses
         if gradients is not None:
-            assert weight_part is not None
-            grad_input = _gradients(
-                block, rows, where, lse, coefficient, gradients, number == 0, weight_part
-            )
+            grad_input = _gradients(block, rows, where, lse, coefficient, gradients, number == 0)
             gradients.input[where] = grad_input
     if gradients is not None:
         gradients.started = True
@@ -172,7 +167,6 @@ def _gradients(
     coefficient: NDArray[np.float64],
     gradients: _Gradients,
     first_chunk: bool,
-    weight_part: NDArray[Any],
 ) -> NDArray[Any]:
     """The chunk's gradient block by block; returns its part of ``grad_input``.
 
@@ -211,13 +205,11 @@ def _gradients(
             g /= divisor
         grad = logits  # the block's logits are no longer needed: the gradient goes there
         grad[...] = g
-        grad_input += grad @ problem.linear_weight[start:stop]
-        part = weight_part[: stop - start]
+        add_product(grad, problem.linear_weight[start:stop], grad_input, rows.shape[0])
         if first_chunk:
             np.matmul(grad.T, rows, out=gradients.linear_weight[start:stop])
         else:
-            np.matmul(grad.T, rows, out=part)
-            gradients.linear_weight[start:stop] += part
+            add_product(grad.T, rows, gradients.linear_weight[start:stop], block.size)
         if gradients.bias is not None:
             gradients.bias[start:stop] += grad.sum(axis=0, dtype=np.float64)
     return grad_input.astype(dtype, copy=False)
