@@ -125,12 +125,13 @@ def plan_linear(
     gathered: bool = True,
     accumulates: bool = False,
     labels: bool = True,
+    bias: bool = True,
 ) -> LinearPlan:
     """Chunks whose buffers fit in ``budget`` bytes, as few and as even as that allows.
 
     Per row of a chunk: its logits, its loss, and where ``gathered`` (ignored rows
     dropped in between) a copy of its input row and of that row's gradient. With a
-    gradient, ``16 V`` bytes go to the bias gradient, and unless BLAS ``accumulates``
+    gradient, ``16 V`` bytes go to the ``bias`` gradient if any, and unless BLAS ``accumulates``
     products in place, a share of the budget to the weight gradient's accumulation block.
     Chunks of equal size: a short last chunk would make a slow product. Chunks of
     ``labels`` (integer targets) of fewer than ``LINEAR_CLASS_MAJOR_ROWS`` rows are
@@ -141,7 +142,9 @@ def plan_linear(
     if with_grad:
         share = int(budget * LINEAR_WEIGHT_BLOCK_SHARE) // (hidden * itemsize)
         weight_block = max(1, min(n_classes, share))
-        fixed = 16 * n_classes + (0 if accumulates else weight_block * hidden * itemsize)
+        fixed = (16 * n_classes if bias else 0) + (
+            0 if accumulates else weight_block * hidden * itemsize
+        )
     wanted = max(1, min(n_rows, LINEAR_MIN_ROWS))
     per_row = n_classes * itemsize + 8 + (2 * hidden * itemsize if gathered else 0)
     rows = (budget - fixed) // per_row

@@ -26,6 +26,12 @@ from fastxent import reference
 DEFAULT_SHAPES = ((1024, 128256), (4096, 32000), (8192, 1000), (65536, 10), (64, 1000), (1, 10))
 QUICK_SHAPES = ((4096, 32000), (8192, 1000), (64, 1000))
 OPERATIONS = ("forward", "forward+grad")
+# Fused linear cross-entropy (N x H hidden states, V x H weights): an LLM head of 32k
+# classes and one of 128k; the BLAS floor is the matrix products alone.
+LINEAR_SHAPES = ((2048, 1024, 32000), (512, 2048, 128256))
+QUICK_LINEAR_SHAPES = ((1024, 512, 32000),)
+LINEAR_OPERATIONS = ("linear forward", "linear forward+grad")
+LINEAR_PEERS = ("fastxent", "blas floor", "torch", "torch chunked")
 
 # After a call, PyTorch's and JAX's worker threads (and Numba's) keep spinning for a while,
 # waiting for more work; on a 2-core machine that took 8-27 ms off the next peer's 53 ms
@@ -37,6 +43,9 @@ OPERATIONS = ("forward", "forward+grad")
 # Small cases get neither: their sample is many calls long.)
 SAMPLE_S = 0.02
 SETTLE_AFTER_S = 1e-3
+# Linear cases: a call longer than this is timed without an untimed call first (the
+# spinning threads' milliseconds are lost in it, and the case would take twice as long).
+LONG_CALL_S = 0.25
 # With --quick, the NumPy reference (a correctness oracle, ~0.6 s per 8192 x 1000 call)
 # runs on cases up to this many elements only, which keeps --quick under a minute.
 QUICK_REFERENCE_ELEMENTS = 1 << 22
@@ -46,7 +55,7 @@ QUICK_REFERENCE_ELEMENTS = 1 << 22
 class Measurement:
     """Median time of one peer on one case, with its throughput and ratio to fastxent."""
 
-    shape: tuple[int, int]
+    shape: tuple[int, ...]  # (N, C), or (N, H, V) for the linear operations
     dtype: str
     operation: str
     peer: str
@@ -257,17 +266,156 @@ def run(
     return results
 
 
+def _linear_calls(
+    peer: str, h: np.ndarray, w: np.ndarray, y: np.ndarray, threads: int
+) -> dict[str, Callable[[], Any]]:
+    """The linear cross-entropy calls of one peer: forward, and forward + gradients.
+
+    The BLAS floor is the products alone: ``h @ W.T`` into a preallocated ``(N, V)``
+    array, and for the gradients also ``G @ W`` and ``G.T @ h`` (with ``G`` that array).
+    """
+    if peer == "fastxent":
+        return {
+            "linear forward": lambda: fastxent.linear_cross_entropy(h, w, y),
+            "linear forward+grad": lambda: fastxent.linear_cross_entropy_with_grad(h, w, y)[0],
+        }
+    if peer == "blas floor":
+        logits = np.empty((h.shape[0], w.shape[0]), h.dtype)
+        grad_h, grad_w = np.empty_like(h), np.empty_like(w)
+
+        def products() -> float:
+            np.matmul(h, w.T, out=logits)
+            np.matmul(logits, w, out=grad_h)
+            np.matmul(logits.T, h, out=grad_w)
+            return math.nan
+
+        return {
+            "linear forward": lambda: (np.matmul(h, w.T, out=logits), math.nan)[1],
+            "linear forward+grad": products,
+        }
+    import torch
+    import torch.nn.functional as F  # noqa: N812
+
+    torch.set_num_threads(threads)
+    hidden, weight = torch.from_numpy(h), torch.from_numpy(w)
+    labels = torch.from_numpy(y)
+    hidden_leaf = hidden.clone().requires_grad_(True)
+    weight_leaf = weight.clone().requires_grad_(True)
+    options = torch.nn.LinearCrossEntropyOptions() if peer == "torch chunked" else None
+
+    def forward() -> float:
+        with torch.no_grad():
+            return float(F.linear_cross_entropy(hidden, weight, labels, options=options))
+
+    def forward_backward() -> float:
+        hidden_leaf.grad = weight_leaf.grad = None
+        loss = F.linear_cross_entropy(hidden_leaf, weight_leaf, labels, options=options)
+        loss.backward()  # type: ignore[no-untyped-call]
+        return float(loss.detach())
+
+    return {"linear forward": forward, "linear forward+grad": forward_backward}
+
+
+def available_linear_peers() -> list[str]:
+    """The linear peers that can run here (PyTorch's need ``F.linear_cross_entropy``)."""
+    peers = ["fastxent", "blas floor"]
+    if available_peers()["torch"]:
+        import torch
+
+        if hasattr(torch.nn.functional, "linear_cross_entropy"):
+            peers += ["torch", "torch chunked"]
+    return peers
+
+
+def run_linear(
+    shapes: Iterable[tuple[int, int, int]] = QUICK_LINEAR_SHAPES,
+    dtype: str = "float32",
+    peers: Iterable[str] | None = None,
+    threads: int | None = None,
+    quick: bool = True,
+    progress: Callable[[str], None] | None = None,
+    seed: int = 0,
+) -> list[Measurement]:
+    """Time fused linear cross-entropy against PyTorch's two paths and the BLAS floor.
+
+    Parameters
+    ----------
+    shapes : iterable of (int, int, int)
+        ``(N, H, V)``: rows, hidden features, classes.
+    dtype, threads, quick, progress, seed
+        As for :func:`run`.
+    peers : iterable of str, optional
+        Subset of :data:`LINEAR_PEERS` (default: those available).
+
+    Returns
+    -------
+    list of Measurement
+        One per (shape, operation, peer); ``speedup`` is peer time / fastxent time, so
+        the BLAS floor's is below 1 (fastxent's overhead over the products alone).
+    """
+    import numba
+
+    from fastxent import _threading
+
+    _threading.prepare()
+    available = available_linear_peers()
+    chosen = [p for p in (peers or available) if p in available]
+    if "fastxent" not in chosen:
+        chosen.insert(0, "fastxent")
+    n_threads = threads or numba.config.NUMBA_NUM_THREADS  # type: ignore[attr-defined]
+    numba.set_num_threads(n_threads)
+    rng = np.random.default_rng(seed)
+    results: list[Measurement] = []
+    for n_rows, hidden, n_classes in shapes:
+        h = rng.standard_normal((n_rows, hidden), dtype=np.float64).astype(dtype)
+        w = (rng.standard_normal((n_classes, hidden)) / math.sqrt(hidden)).astype(dtype)
+        y = rng.integers(0, n_classes, size=n_rows)
+        calls = {p: _linear_calls(p, h, w, y, n_threads) for p in chosen}
+        for operation in LINEAR_OPERATIONS:
+            if progress:
+                progress(f"{n_rows} x {hidden} x {n_classes} {dtype} {operation}")
+            losses = {p: float(calls[p][operation]()) for p in chosen}  # warm-up
+            inner = {p: _inner_loops_for(_time_one_call(calls[p][operation])) for p in chosen}
+            samples: dict[str, list[float]] = {p: [] for p in chosen}
+            for repeat in range(3 if quick else 5):
+                for peer in chosen[repeat % len(chosen) :] + chosen[: repeat % len(chosen)]:
+                    call = calls[peer][operation]
+                    if inner[peer] > 1 or _time_one_call(call) < LONG_CALL_S:
+                        call()  # (see SAMPLE_S: the previous peer's threads stop spinning)
+                    start = time.perf_counter()
+                    for _ in range(inner[peer]):
+                        call()
+                    samples[peer].append((time.perf_counter() - start) / inner[peer])
+            own = statistics.median(samples["fastxent"])
+            for peer in chosen:
+                median = statistics.median(samples[peer])
+                results.append(
+                    Measurement(
+                        (n_rows, hidden, n_classes),
+                        dtype,
+                        operation,
+                        peer,
+                        median,
+                        samples[peer],
+                        (h.nbytes + w.nbytes) / median / 1e9,
+                        median / own,
+                        losses[peer],
+                    )  # fmt: skip
+                )
+    return results
+
+
 def format_table(results: list[Measurement], absent: Iterable[str] = ()) -> str:
     """A plain-text table of medians, throughput and ratios (peer time / fastxent time)."""
     lines = [
-        f"{'shape':>14} {'dtype':>7} {'operation':>12} {'peer':>10} "
+        f"{'shape':>20} {'dtype':>7} {'operation':>19} {'peer':>13} "
         f"{'median ms':>10} {'GB/s':>7} {'fastxent speed-up':>18}"
     ]
     for m in results:
-        shape = f"{m.shape[0]} x {m.shape[1]}"
+        shape = " x ".join(map(str, m.shape))
         ratio = "-" if m.peer == "fastxent" else f"{m.speedup:.2f}x"
         lines.append(
-            f"{shape:>14} {m.dtype:>7} {m.operation:>12} {m.peer:>10} "
+            f"{shape:>20} {m.dtype:>7} {m.operation:>19} {m.peer:>13} "
             f"{m.median_s * 1e3:>10.3f} {m.gb_per_s:>7.2f} {ratio:>18}"
         )
     missing = list(absent)
@@ -283,9 +431,12 @@ def format_agreement(results: list[Measurement]) -> str:
         if m.peer == "fastxent":
             own = m.loss
             continue
+        if math.isnan(m.loss) and m.peer == "blas floor":
+            continue  # the products alone have no loss
         relative = abs(m.loss - own) / abs(own) if own else abs(m.loss)
+        shape = " x ".join(map(str, m.shape))
         lines.append(
-            f"{m.shape[0]} x {m.shape[1]} {m.operation}: {m.peer} loss {m.loss:.7g} vs fastxent "
+            f"{shape} {m.operation}: {m.peer} loss {m.loss:.7g} vs fastxent "
             f"{own:.7g} (relative difference {relative:.1e})"
         )
     return "\n".join(lines)
@@ -316,7 +467,7 @@ def plot(results: list[Measurement], path: str) -> None:
         axes.bar(positions, values, width, label=peer)
     axes.axhline(1.0, color="black", linewidth=0.8)
     axes.set_xticks([i + 0.4 - width / 2 for i in range(len(cases))])
-    axes.set_xticklabels([f"{s[0]}x{s[1]}\n{op}" for s, op in cases], fontsize=8)
+    axes.set_xticklabels(["x".join(map(str, s)) + f"\n{op}" for s, op in cases], fontsize=8)
     axes.set_yscale("log")
     axes.set_ylabel("fastxent speed-up (peer time / fastxent time)")
     axes.legend()

@@ -8,14 +8,20 @@ import sys
 from collections.abc import Sequence
 
 
-def _shape(text: str) -> tuple[int, int]:
+def _shape(text: str) -> tuple[int, ...]:
+    """``N,C`` (cross-entropy) or ``N,H,V`` (linear cross-entropy), positive integers."""
     try:
-        rows, classes = (int(part) for part in text.lower().replace("x", ",").split(","))
+        parts = tuple(int(part) for part in text.lower().replace("x", ",").split(","))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected N,C (e.g. 4096,32000), got {text!r}") from None
-    if rows < 1 or classes < 1:
-        raise argparse.ArgumentTypeError(f"N and C must be positive, got {text!r}")
-    return rows, classes
+        parts = ()
+    if len(parts) not in (2, 3):
+        raise argparse.ArgumentTypeError(
+            f"expected N,C (e.g. 4096,32000) or, for --operation linear, N,H,V "
+            f"(e.g. 2048,1024,32000), got {text!r}"
+        )
+    if min(parts) < 1:
+        raise argparse.ArgumentTypeError(f"every size must be positive, got {text!r}")
+    return parts
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -26,14 +32,23 @@ def _parser() -> argparse.ArgumentParser:
     bench = commands.add_parser("bench", help="time fastxent against NumPy, PyTorch and JAX")
     bench.add_argument("--quick", action="store_true", help="three shapes, few repeats (<1 min)")
     bench.add_argument(
-        "--shape", type=_shape, action="append", help="N,C to run (repeatable); default: all"
+        "--shape",
+        type=_shape,
+        action="append",
+        help="N,C to run, or N,H,V with --operation linear (repeatable); default: all",
     )
     bench.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     bench.add_argument("--threads", type=int, default=None, help="threads (default: all)")
     bench.add_argument(
         "--peers", default=None, help="comma-separated subset of fastxent,reference,torch,jax"
     )
-    bench.add_argument("--operation", choices=("forward", "forward+grad", "both"), default="both")
+    bench.add_argument(
+        "--operation",
+        choices=("forward", "forward+grad", "both", "linear"),
+        default="both",
+        help="cross-entropy forward, forward+grad or both; or linear: fused linear "
+        "cross-entropy against PyTorch's two paths and the matrix products alone",
+    )
     bench.add_argument("--json", metavar="PATH", help="write the measurements as JSON")
     bench.add_argument("--plot", metavar="PATH", help="write a PNG chart (needs matplotlib)")
     commands.add_parser("info", help="threading layer, threads, cache directory, SIMD width")
@@ -43,23 +58,41 @@ def _parser() -> argparse.ArgumentParser:
 def _bench(args: argparse.Namespace) -> int:
     from fastxent import bench
 
-    if args.shape:
-        shapes = args.shape
-    else:
-        shapes = list(bench.QUICK_SHAPES if args.quick else bench.DEFAULT_SHAPES)
-    operations = bench.OPERATIONS if args.operation == "both" else (args.operation,)
-    installed = bench.available_peers()
-    peers = args.peers.split(",") if args.peers else None
-    unknown = [p for p in (peers or []) if p not in installed]
-    if unknown:
-        print(f"unknown peer(s): {', '.join(unknown)}; choose from {', '.join(installed)}")
+    linear = args.operation == "linear"
+    size = 3 if linear else 2
+    wrong = [shape for shape in args.shape or [] if len(shape) != size]
+    if wrong:
+        expected = "N,H,V with --operation linear" if linear else "N,C (N,H,V is for linear)"
+        shown = ", ".join(",".join(map(str, shape)) for shape in wrong)
+        print(f"fastxent bench: error: --shape {shown}: expected {expected}", file=sys.stderr)
         return 2
-    absent = [p for p, ok in installed.items() if not ok and (peers is None or p in peers)]
+    installed = bench.available_peers()
+    known = bench.LINEAR_PEERS if linear else tuple(installed)
+    peers = args.peers.split(",") if args.peers else None
+    unknown = [p for p in (peers or []) if p not in known]
+    if unknown:
+        print(f"unknown peer(s): {', '.join(unknown)}; choose from {', '.join(known)}")
+        return 2
     print(_header())
-    results = bench.run(
-        shapes, args.dtype, peers, operations, args.threads, args.quick,
-        bench.progress_printer(len(shapes) * len(operations)),
-    )  # fmt: skip
+    if linear:
+        shapes = args.shape or list(
+            bench.QUICK_LINEAR_SHAPES if args.quick else bench.LINEAR_SHAPES
+        )
+        absent = [p for p in bench.LINEAR_PEERS if p not in bench.available_linear_peers()]
+        results = bench.run_linear(
+            shapes, args.dtype, peers, args.threads, args.quick,
+            bench.progress_printer(len(shapes) * len(bench.LINEAR_OPERATIONS)),
+        )  # fmt: skip
+    else:
+        shapes = args.shape or list(bench.QUICK_SHAPES if args.quick else bench.DEFAULT_SHAPES)
+        operations = bench.OPERATIONS if args.operation == "both" else (args.operation,)
+        absent = [p for p, ok in installed.items() if not ok]
+        results = bench.run(
+            shapes, args.dtype, peers, operations, args.threads, args.quick,
+            bench.progress_printer(len(shapes) * len(operations)),
+        )  # fmt: skip
+    if peers is not None:
+        absent = [p for p in absent if p in peers]
     print(bench.format_table(results, absent))
     print(bench.format_agreement(results))
     if args.json:

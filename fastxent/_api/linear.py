@@ -308,7 +308,7 @@ def _run(
     plan = plan_linear(
         n_counted, hidden, n_classes, problem.dtype.itemsize, working_memory, with_grad,
         gathered=problem.kept is not None, accumulates=accumulates_in_place(problem.dtype),
-        labels=problem.labels is not None,
+        labels=problem.labels is not None, bias=problem.bias is not None,
     )  # fmt: skip
     losses = np.zeros(n_rows)
     gradients = _Gradients(problem, plan) if with_grad else None

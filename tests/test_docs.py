@@ -1,0 +1,32 @@
+"""The examples of the documentation pages (``docs/*.md``, README) run as doctests.
+
+Markdown fences are blank lines to doctest, so an example's expected output ends where
+its code block does. Each page runs with ``np`` and ``fastxent`` imported.
+"""
+
+from __future__ import annotations
+
+import doctest
+import pathlib
+
+import numpy as np
+import pytest
+
+import fastxent
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+PAGES = sorted((ROOT / "docs").glob("*.md")) + [ROOT / "README.md"]
+
+
+@pytest.mark.parametrize("page", PAGES, ids=[page.name for page in PAGES])
+def test_examples_run(page):
+    text = "\n".join(
+        "" if line.lstrip().startswith("```") else line for line in page.read_text().splitlines()
+    )
+    test = doctest.DocTestParser().get_doctest(
+        text, {"np": np, "fastxent": fastxent}, page.name, str(page), 0
+    )
+    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    runner.run(test)
+    result = runner.summarize(verbose=False)
+    assert result.failed == 0, f"{result.failed} of {result.attempted} examples failed"
