@@ -22,6 +22,7 @@ from numpy.typing import NDArray
 from fastxent._threading import launched_layer, parallel_threads, prepare
 from fastxent._tuning import (
     LINEAR_CLASS_MAJOR_ROWS,
+    LINEAR_FORWARD_ROWS,
     LINEAR_MIN_ROWS,
     LINEAR_WEIGHT_BLOCK_SHARE,
     THRESHOLDS,
@@ -104,9 +105,10 @@ class LinearPlan(NamedTuple):
 
     #: Rows of logits computed per product.
     rows_per_chunk: int
-    #: Classes per product when even ``LINEAR_MIN_ROWS`` whole rows exceed the budget (the
-    #: logits are then computed twice, for the row statistics and for the gradient), else
-    #: ``None``.
+    #: Classes per product when the vocabulary is split, else ``None``: for a class-major
+    #: forward (many rows against each block), or when even ``LINEAR_MIN_ROWS`` whole rows
+    #: exceed the budget (the logits are then computed twice, for the row statistics and
+    #: for the gradient).
     vocabulary_block: int | None
     #: Rows of the temporary through which the weight gradient is accumulated (0 without
     #: a gradient).
@@ -148,6 +150,10 @@ def plan_linear(
     wanted = max(1, min(n_rows, LINEAR_MIN_ROWS))
     per_row = n_classes * itemsize + 8 + (2 * hidden * itemsize if gathered else 0)
     rows = (budget - fixed) // per_row
+    if labels and not with_grad and rows < min(n_rows, LINEAR_CLASS_MAJOR_ROWS):
+        forward = _forward_in_blocks(n_rows, hidden, n_classes, itemsize, budget, gathered)
+        if forward is not None:
+            return forward
     if rows >= wanted:
         n_chunks = -(-max(n_rows, 1) // rows)
         rows = -(-max(n_rows, 1) // n_chunks)
@@ -158,6 +164,24 @@ def plan_linear(
     room = budget - wanted * (2 * hidden * itemsize + 64)
     block = max(1, min(n_classes, room // per_class))
     return LinearPlan(wanted, block, 0)
+
+
+def _forward_in_blocks(
+    n_rows: int, hidden: int, n_classes: int, itemsize: int, budget: int, gathered: bool
+) -> LinearPlan | None:
+    """A forward of up to ``LINEAR_FORWARD_ROWS`` rows per chunk against blocks of classes.
+
+    ``None`` if the budget cannot hold a useful block (256 classes) for even one row.
+    """
+    per_row = 40 + (2 * hidden * itemsize if gathered else 0)  # its statistics, its copy
+    smallest_block = min(n_classes, 256) * itemsize
+    rows = min(n_rows, LINEAR_FORWARD_ROWS, budget // (per_row + smallest_block))
+    if rows < 1:
+        return None
+    rows = -(-n_rows // -(-n_rows // rows))  # chunks of equal size
+    block = max(1, min(n_classes, (budget - rows * per_row) // (rows * itemsize)))
+    block = -(-n_classes // -(-n_classes // block))  # blocks of equal size
+    return LinearPlan(rows, block, 0, True)
 
 
 def class_major_tile(n_positions: int) -> int:

@@ -56,6 +56,9 @@ LINEAR_MIN_ROWS = 32
 # few rows nearly as fast as for many, h @ W.T is up to a quarter slower; the class-major
 # sweep is slower than the row kernels, which pays only below this many rows.
 LINEAR_CLASS_MAJOR_ROWS = 256
+# A forward whose chunks would be class-major takes this many rows at a time against blocks
+# of classes instead (no gradient: a block's logits are not needed again).
+LINEAR_FORWARD_ROWS = 512
 LINEAR_WEIGHT_BLOCK_SHARE = 0.25
 
 # --------------------------------------------------------------------------------------

@@ -29,6 +29,9 @@ BUDGETS = {
 }
 
 
+FORWARD_ROWS = 40  # the tests' LINEAR_FORWARD_ROWS: two chunks of 43 and 42 rows
+
+
 def budget(path, dtype):
     return BUDGETS[path][8 if dtype == np.float64 else 4]
 
@@ -78,35 +81,42 @@ def assert_matches_reference(h, w, target, budget, **options):
         assert_close(actual, wanted, GRAD_RTOL[dtype])
 
 
-def test_budgets_take_each_path():
+def test_budgets_take_each_path(monkeypatch):
+    from fastxent import _plan
+
+    monkeypatch.setattr(_plan, "LINEAR_FORWARD_ROWS", FORWARD_ROWS)
+    n_rows = N_ROWS - 5
     for dtype in (np.float32, np.float64):
         itemsize = np.dtype(dtype).itemsize
-        accumulates = accumulates_in_place(np.dtype(dtype))
+        flags = {"gathered": True, "accumulates": accumulates_in_place(np.dtype(dtype))}
+        args = (n_rows, HIDDEN, N_CLASSES, itemsize)
         for with_grad in (False, True):
-            args = (N_ROWS - 5, HIDDEN, N_CLASSES, itemsize)
-            flags = {"gathered": True, "accumulates": accumulates}
             whole = plan_linear(*args, BUDGETS["one-chunk"][itemsize], with_grad, **flags)
-            assert whole.rows_per_chunk == N_ROWS - 5 and whole.vocabulary_block is None
+            assert whole.rows_per_chunk == n_rows and whole.vocabulary_block is None
             assert whole.class_major  # few rows
             probs = plan_linear(*args, 2**26, with_grad, **flags, labels=False)
             assert not probs.class_major
-            rows = plan_linear(*args, BUDGETS["row-chunks"][itemsize], with_grad, **flags)
-            assert rows.vocabulary_block is None
-            assert 1 < rows.rows_per_chunk < N_ROWS - 5 and (N_ROWS - 5) % rows.rows_per_chunk
+        rows = plan_linear(*args, BUDGETS["row-chunks"][itemsize], True, **flags)
+        assert rows.vocabulary_block is None
+        assert 1 < rows.rows_per_chunk < n_rows and n_rows % rows.rows_per_chunk
+        for with_grad in (False, True):
+            # With the gradient, twice over the classes; a forward, once, class-major.
             blocks = plan_linear(*args, BUDGETS["vocabulary-blocks"][itemsize], with_grad, **flags)
-            assert blocks.vocabulary_block is not None
-            assert 1 < blocks.vocabulary_block < N_CLASSES
-            assert N_CLASSES % blocks.vocabulary_block and (N_ROWS - 5) % blocks.rows_per_chunk
+            assert blocks.class_major is not with_grad
+            assert 1 < blocks.vocabulary_block < N_CLASSES and N_CLASSES % blocks.vocabulary_block
+            assert blocks.rows_per_chunk < n_rows and n_rows % blocks.rows_per_chunk
 
 
 @pytest.fixture(params=["class-major", "row-major"])
 def layout(request, monkeypatch):
-    """Both layouts of a chunk of logits, whatever the number of its rows."""
+    """Both layouts of a chunk of logits, whatever the number of its rows (a class-major
+    forward takes FORWARD_ROWS rows against each block of classes)."""
     from fastxent import _plan
 
     monkeypatch.setattr(
         _plan, "LINEAR_CLASS_MAJOR_ROWS", 2**62 if request.param == "class-major" else 0
     )
+    monkeypatch.setattr(_plan, "LINEAR_FORWARD_ROWS", FORWARD_ROWS)
     return request.param
 
 

@@ -313,9 +313,12 @@ def _run(
     losses = np.zeros(n_rows)
     gradients = _Gradients(problem, plan) if with_grad else None
     if plan.vocabulary_block is not None:
-        from fastxent._api.linear_blocks import run_in_blocks
+        from fastxent._api import linear_blocks
 
-        run_in_blocks(problem, plan, losses, gradients)
+        if plan.class_major:
+            linear_blocks.forward_in_blocks(problem, plan, losses)
+        else:
+            linear_blocks.run_in_blocks(problem, plan, losses, gradients)
         return losses, gradients
     buffer = np.empty(plan.rows_per_chunk * n_classes, problem.dtype)
     for where in _chunk_rows(problem, plan.rows_per_chunk):

@@ -1,6 +1,10 @@
-"""``linear_cross_entropy`` over blocks of the vocabulary, for rows too long for the budget.
+"""``linear_cross_entropy`` over blocks of the vocabulary.
 
-Where even ``LINEAR_MIN_ROWS`` rows of logits exceed the working memory (a vocabulary of
+Two uses. A forward of integer targets whose chunks would hold few rows (a large
+vocabulary) takes many rows against one block of classes at a time instead, each block's
+logits class-major and folded into every row's running max and exp-sum by a fused kernel
+(:func:`forward_in_blocks`): products of many rows are faster, and no logit is computed
+twice. And where even ``LINEAR_MIN_ROWS`` rows of logits exceed the working memory (a vocabulary of
 millions, or a small budget), each chunk of rows is swept over blocks of classes twice:
 first for each row's running max and exp-sum (an online log-sum-exp) and the sums that
 the loss needs, then, knowing ``lse``, for the gradient, recomputing each block's logits.
@@ -15,10 +19,76 @@ import numpy as np
 from numpy.typing import NDArray
 
 from fastxent._blas import add_product
-from fastxent._plan import LinearPlan
+from fastxent._kernels.linear_columns import class_major_partials
+from fastxent._plan import LinearPlan, class_major_tile
 
 if TYPE_CHECKING:
     from fastxent._api.linear import LinearProblem, _Gradients
+
+
+def forward_in_blocks(
+    problem: LinearProblem, plan: LinearPlan, losses: NDArray[np.float64]
+) -> None:
+    """Per-row losses of integer targets, each chunk of rows swept over blocks of classes."""
+    from fastxent._api.linear import _chunk_rows
+
+    assert problem.labels is not None and plan.vocabulary_block is not None
+    n_classes = problem.linear_weight.shape[0]
+    size = plan.vocabulary_block
+    buffer = np.empty(size * plan.rows_per_chunk, problem.dtype)
+    dtype = problem.dtype.type
+    cap = None if problem.softcap is None else dtype(problem.softcap)
+    inverse = None if problem.softcap is None else dtype(1.0 / problem.softcap)
+    smoothing = problem.smoothing
+    for where in _chunk_rows(problem, plan.rows_per_chunk):
+        rows = problem.input[where]
+        labels = problem.labels[where]
+        n_rows = rows.shape[0]
+        top = np.full(n_rows, -np.inf)
+        total = np.zeros(n_rows)
+        depth = np.zeros(n_rows)
+        target_logit = np.zeros(n_rows)
+        seen_weight = 0.0
+        for start in range(0, n_classes, size):
+            stop = min(start + size, n_classes)
+            logits = buffer[: (stop - start) * n_rows].reshape(stop - start, n_rows)
+            np.matmul(problem.linear_weight[start:stop], rows.T, out=logits)
+            weight = problem.weight[start:stop] if smoothing > 0.0 else None
+            class_major_partials(
+                logits.size, logits, None if problem.bias is None else problem.bias[start:stop],
+                labels, start, weight, seen_weight, cap, inverse, class_major_tile(n_rows), top,
+                total, depth, target_logit,
+            )  # fmt: skip
+            if weight is not None:
+                seen_weight += float(weight.sum())
+        losses[where] = _labels_losses(problem, labels, top, total, depth, target_logit)
+
+
+def _labels_losses(
+    problem: LinearProblem,
+    labels: NDArray[np.int64],
+    top: NDArray[np.float64],
+    total: NDArray[np.float64],
+    depth: NDArray[np.float64],
+    target_logit: NDArray[np.float64],
+) -> NDArray[np.float64]:
+    """Each row's loss from its statistics, as ``xent_terms.labels_loss`` forms it."""
+    n_classes = problem.weight.size
+    label_weight = problem.weight[labels]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        log_total = np.log(total)
+        nll_weight = (1.0 - problem.smoothing) * label_weight
+        # A zero weight removes the term even at a -inf target logit; a nan row stays nan.
+        loss = np.where(
+            nll_weight != 0.0, nll_weight * (log_total + (top - target_logit)), 0.0 * log_total
+        )
+        if problem.smoothing > 0.0:
+            spread = problem.smoothing / n_classes
+            loss += spread * problem.weight.sum() * log_total + spread * depth
+        if problem.z_loss != 0.0:
+            lse = top + log_total
+            loss += np.where(label_weight != 0.0, problem.z_loss * label_weight * lse * lse, 0.0)
+    return np.asarray(loss, dtype=np.float64)
 
 
 class _Block:

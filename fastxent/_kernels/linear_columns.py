@@ -152,3 +152,48 @@ def class_major_labels(
                 zy, cap, inverse
             )
     return 0, counted_weight
+
+
+@row_kernel
+def class_major_partials(
+    logits, bias, target, first_class, smoothing_weight, seen_weight, cap, inverse, tile, top,
+    total, depth, target_logit,
+):  # fmt: skip
+    """Fold a block of classes into each position's running statistics (a forward in blocks).
+
+    ``logits`` (V_b, R) are the classes ``[first_class, first_class + V_b)``, class-major;
+    ``bias`` (their part, or ``None``) is added and ``cap`` applied in place. The running
+    statistics are float64, one per position: ``top`` the max of ``z'``, ``total`` the
+    exp-sum ``sum_c exp(z'_c - top)``, and with a ``smoothing_weight`` (the block's part)
+    ``depth = sum_c w_c (top - z'_c)``, where ``seen_weight`` is ``sum_c w_c`` over the
+    classes of earlier blocks; ``target_logit`` takes ``z'`` of a target in the block.
+    """
+    n_classes, n_positions = logits.shape
+    n_tiles = (n_positions + tile - 1) // tile
+    for task in prange(n_tiles):
+        start = task * tile
+        stop = min(start + tile, n_positions)
+        width = stop - start
+        block_top = np.empty(width, logits.dtype)
+        _prepare_tile(logits, bias, cap, inverse, start, stop, block_top)
+        shift = np.empty(width, logits.dtype)
+        for j in range(width):
+            old = top[start + j]
+            new = max(old, np.float64(block_top[j]))
+            if block_top[j] != block_top[j]:
+                new = np.nan
+            if new != old:  # rescale what earlier blocks summed to the new max
+                total[start + j] *= math.exp(old - new) if old > -np.inf else 0.0
+                if smoothing_weight is not None and seen_weight != 0.0:
+                    depth[start + j] += seen_weight * (new - old)
+            top[start + j] = new
+            shift[j] = logits.dtype.type(new)
+        block_total = np.zeros(width)
+        block_depth = np.zeros(width)
+        _exp_sums(logits, smoothing_weight, start, stop, shift, block_total, block_depth)
+        for j in range(width):
+            total[start + j] += block_total[j]
+            depth[start + j] += block_depth[j]
+            label = target[start + j] - first_class
+            if 0 <= label < n_classes:
+                target_logit[start + j] = logits[label, start + j]
