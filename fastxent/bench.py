@@ -273,11 +273,18 @@ def _linear_calls(
 
     The BLAS floor is the products alone: ``h @ W.T`` into a preallocated ``(N, V)``
     array, and for the gradients also ``G @ W`` and ``G.T @ h`` (with ``G`` that array).
+    fastxent writes its gradients into preallocated arrays too (``out=``); PyTorch
+    allocates them, as its autograd does.
     """
     if peer == "fastxent":
+        # Gradients into arrays reused from call to call, as a training loop does and as
+        # the BLAS floor's products are (fresh ones cost page faults, not computation).
+        out = (np.empty_like(h), np.empty_like(w), None)
         return {
             "linear forward": lambda: fastxent.linear_cross_entropy(h, w, y),
-            "linear forward+grad": lambda: fastxent.linear_cross_entropy_with_grad(h, w, y)[0],
+            "linear forward+grad": lambda: fastxent.linear_cross_entropy_with_grad(
+                h, w, y, out=out
+            )[0],
         }
     if peer == "blas floor":
         logits = np.empty((h.shape[0], w.shape[0]), h.dtype)

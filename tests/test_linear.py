@@ -195,6 +195,50 @@ def test_every_row_ignored(rng):
     assert fastxent.linear_cross_entropy(h, w, target, reduction="sum") == 0.0
 
 
+@pytest.mark.parametrize("path", ["row-chunks", "vocabulary-blocks"])
+def test_gradients_into_out_arrays(rng, path):
+    h, w, bias, target = make_problem(rng, np.float64)
+    expected = fastxent.linear_cross_entropy_with_grad(
+        h, w, target, linear_bias=bias, working_memory=budget(path, np.float64)
+    )
+    out = (np.full_like(h, np.nan), np.full_like(w, np.nan), np.full_like(bias, np.nan))
+    got = fastxent.linear_cross_entropy_with_grad(
+        h, w, target, linear_bias=bias, working_memory=budget(path, np.float64), out=out
+    )
+    assert got[0] == expected[0]
+    for array, given, wanted in zip(got[1:], out, expected[1:], strict=True):
+        assert array is given
+        np.testing.assert_array_equal(array, wanted)
+    partial = fastxent.linear_cross_entropy_with_grad(h, w, target, out=(None, out[1], None))
+    assert partial[2] is out[1] and partial[3] is None
+
+
+@pytest.mark.parametrize(
+    "out, error, message",
+    [
+        ([None, None, None], TypeError, "out must be a tuple"),
+        ((None, None), TypeError, "out must be a tuple"),
+        ((np.zeros((4, 5)), None, None), ValueError, r"out\[0\] \(grad_input\) must have shape"),
+        ((None, np.zeros((7, 6), np.float32), None), ValueError, "dtype float64"),
+        ((None, np.zeros((6, 7)).T, None), ValueError, "C-contiguous"),
+        ((None, None, np.zeros(7)), ValueError, "there is no linear_bias"),
+        ((None, "x", None), TypeError, "must be a NumPy array"),
+    ],
+)
+def test_bad_out_arrays_are_refused(out, error, message):
+    h, w, target = np.ones((4, 6)), np.ones((7, 6)), np.array([0, 1, 2, 3])
+    with pytest.raises(error, match=message):
+        fastxent.linear_cross_entropy_with_grad(h, w, target, out=out)
+
+
+def test_out_must_not_overlap_an_input():
+    h, w, target = np.ones((4, 6)), np.ones((7, 6)), np.array([0, 1, 2, 3])
+    saved = snapshot(h, w)
+    with pytest.raises(ValueError, match="overlaps an input"):
+        fastxent.linear_cross_entropy_with_grad(h, w, target, out=(None, w, None))
+    assert_unchanged(saved)
+
+
 def test_single_sample(rng):
     h, w, bias, target = make_problem(rng, np.float64, n_rows=1)
     loss, gh, gw, gb = fastxent.linear_cross_entropy_with_grad(
