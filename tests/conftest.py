@@ -41,7 +41,7 @@ ALL_TOLERANCES = [
     *NATIVE_TOLERANCES,
 ]
 
-#: The public functions, by signature (``ALL`` is every one of them).
+#: The public functions, by signature (``ALL`` is every one with logits, ``LINEAR`` the rest).
 SOFTMAX_FAMILY = ("softmax", "log_softmax", "logsumexp")
 #: The softmax cross-entropy losses: take ``weight``, ``ignore_index``, ``label_smoothing``.
 INDEX_LOSSES = ("cross_entropy", "cross_entropy_with_grad")
@@ -57,6 +57,8 @@ LOSSES_WITH_AXIS = (*INDEX_TARGETS, "entropy")
 #: Every function that takes ``reduction`` and ``base``.
 LOSSES = (*INDEX_TARGETS, *BINARY, "entropy")
 ALL = (*WITH_AXIS, *BINARY)
+#: ``(input, linear_weight, target)``: the linear cross-entropy, tested in test_linear.py.
+LINEAR = ("linear_cross_entropy", "linear_cross_entropy_with_grad")
 
 
 # --------------------------------------------------------------------------------------

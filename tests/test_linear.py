@@ -14,6 +14,8 @@ import tracemalloc
 import numpy as np
 import pytest
 from conftest import assert_unchanged, import_torch, snapshot
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import fastxent
 from fastxent import reference
@@ -206,8 +208,8 @@ def test_gradients_into_out_arrays(rng, path):
         h, w, target, linear_bias=bias, working_memory=budget(path, np.float64), out=out
     )
     assert got[0] == expected[0]
-    for array, given, wanted in zip(got[1:], out, expected[1:], strict=True):
-        assert array is given
+    for array, supplied, wanted in zip(got[1:], out, expected[1:], strict=True):
+        assert array is supplied
         np.testing.assert_array_equal(array, wanted)
     partial = fastxent.linear_cross_entropy_with_grad(h, w, target, out=(None, out[1], None))
     assert partial[2] is out[1] and partial[3] is None
@@ -385,3 +387,59 @@ def test_terms_match_a_plain_torch_formula(rng, path, layout):
     assert got[0] == pytest.approx(loss.item(), rel=1e-13)
     assert_close(got[1], th.grad.numpy(), 1e-12)
     assert_close(got[2], tw.grad.numpy(), 1e-12)
+
+
+ARRAYS = st.sampled_from(
+    [
+        np.ones((4, 6)),
+        np.ones((4, 6), np.float32),
+        np.ones(6),
+        np.ones((4, 5)),
+        np.ones((7, 6)),
+        np.ones((2, 4, 6)),
+        np.ones((0, 6)),
+        np.ones((7, 0)),
+        np.ones((4, 6), np.int64),
+        np.array([0, 1, 2, 3]),
+        np.array([0, 1, 2, 9]),
+        np.array([0.5, 1.0]),
+        np.full((4, 7), 1.0 / 7),
+        np.array(["a", "b"]),
+        np.array(3),
+        None,
+    ]
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    input=ARRAYS,
+    linear_weight=ARRAYS,
+    target=ARRAYS,
+    linear_bias=ARRAYS,
+    weight=ARRAYS,
+    options=st.fixed_dictionaries(
+        {},
+        optional={
+            "reduction": st.sampled_from(["mean", "sum", "none", "avg", 1]),
+            "label_smoothing": st.sampled_from([0.0, 0.2, -0.1, 2.0, "x"]),
+            "z_loss": st.sampled_from([0.0, 1e-4, -1.0, float("nan")]),
+            "softcap": st.sampled_from([None, 5.0, 0.0, -1.0]),
+            "ignore_index": st.sampled_from([-100, 3, 1.5]),
+            "working_memory": st.sampled_from([2**16, 2**26, 10, 2.0]),
+        },
+    ),
+)
+def test_any_call_returns_or_raises_a_clear_error(
+    input, linear_weight, target, linear_bias, weight, options
+):
+    """Fuzzed calls: a result or a TypeError/ValueError, never anything else, inputs intact."""
+    saved = snapshot(input, linear_weight, target, linear_bias, weight)
+    for function in (fastxent.linear_cross_entropy, fastxent.linear_cross_entropy_with_grad):
+        try:
+            function(
+                input, linear_weight, target, linear_bias=linear_bias, weight=weight, **options
+            )
+        except (TypeError, ValueError) as error:
+            assert str(error)
+    assert_unchanged(saved)
