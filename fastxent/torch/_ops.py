@@ -1,0 +1,127 @@
+"""fastxent's kernels as PyTorch custom operators, differentiable and ``torch.compile``-safe.
+
+Each loss is one operator that returns the loss and its gradient, computed in the same
+sweep (``fastxent.cross_entropy_with_grad`` writes the gradient straight into a tensor
+PyTorch allocated); autograd saves the gradient and the backward only scales it by the
+upstream gradient. A forward-only operator serves calls that need no gradient. The
+operators take float32/float64 CPU tensors; the public functions convert other dtypes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+import fastxent
+
+_NO_CAP = 0.0  # the operators' "no soft-cap" (a schema float cannot be None everywhere)
+
+
+def _arrays(logits: torch.Tensor, target: torch.Tensor) -> tuple[np.ndarray, np.ndarray, int]:
+    """NumPy views of the tensors and the class axis of ``logits`` (1, or 0 for one sample).
+
+    Never a copy: fastxent takes any strides.
+    """
+    axis = 1 if logits.dim() > 1 else 0
+    return logits.detach().numpy(), target.detach().numpy(), axis
+
+
+def _options(
+    weight: torch.Tensor | None,
+    ignore_index: int,
+    reduction: str,
+    label_smoothing: float,
+    z_loss: float,
+    softcap: float,
+) -> dict[str, Any]:
+    return {
+        "weight": None if weight is None else weight.detach().to(torch.float64).numpy(),
+        "ignore_index": ignore_index,
+        "reduction": reduction,
+        "label_smoothing": label_smoothing,
+        "z_loss": z_loss,
+        "softcap": None if softcap == _NO_CAP else softcap,
+    }
+
+
+@torch.library.custom_op("fastxent::cross_entropy", mutates_args=(), device_types="cpu")
+def cross_entropy_forward(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    weight: torch.Tensor | None,
+    ignore_index: int,
+    reduction: str,
+    label_smoothing: float,
+    z_loss: float,
+    softcap: float,
+) -> torch.Tensor:
+    """The loss alone (no gradient is needed)."""
+    x, t, axis = _arrays(logits, target)
+    options = _options(weight, ignore_index, reduction, label_smoothing, z_loss, softcap)
+    loss = fastxent.cross_entropy(x, t, axis=axis, **options)
+    return torch.from_numpy(np.array(loss, dtype=x.dtype))
+
+
+@cross_entropy_forward.register_fake
+def _(logits: Any, target: Any, *options: Any) -> Any:
+    reduction = options[2]
+    return logits.new_empty(_loss_shape(logits, target, reduction))
+
+
+@torch.library.custom_op("fastxent::cross_entropy_with_grad", mutates_args=(), device_types="cpu")
+def cross_entropy_with_grad(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    weight: torch.Tensor | None,
+    ignore_index: int,
+    reduction: str,
+    label_smoothing: float,
+    z_loss: float,
+    softcap: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The loss and its gradient with respect to ``logits`` (of ``sum(loss)`` for "none")."""
+    x, t, axis = _arrays(logits, target)
+    options = _options(weight, ignore_index, reduction, label_smoothing, z_loss, softcap)
+    grad = torch.empty(logits.shape, dtype=logits.dtype)
+    loss, _ = fastxent.cross_entropy_with_grad(x, t, axis=axis, out=grad.numpy(), **options)
+    return torch.from_numpy(np.array(loss, dtype=x.dtype)), grad
+
+
+@cross_entropy_with_grad.register_fake
+def _(logits: Any, target: Any, *options: Any) -> Any:
+    reduction = options[2]
+    loss = logits.new_empty(_loss_shape(logits, target, reduction))
+    return loss, torch.empty_like(logits, memory_format=torch.contiguous_format)
+
+
+def _loss_shape(logits: torch.Tensor, target: torch.Tensor, reduction: str) -> tuple[int, ...]:
+    if reduction != "none":
+        return ()
+    if logits.dim() <= 1:
+        return ()
+    return (logits.shape[0], *logits.shape[2:])
+
+
+def _setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[Any, ...]) -> None:
+    logits = inputs[0]
+    ctx.save_for_backward(output[1])
+    ctx.class_axis = 1 if logits.dim() > 1 else 0
+    ctx.reduction = inputs[4]
+    ctx.mark_non_differentiable(output[1])
+
+
+def _backward(ctx: Any, grad_loss: torch.Tensor, _grad_of_grad: Any) -> tuple[Any, ...]:
+    if torch.is_grad_enabled():  # backward(create_graph=True): a graph of the gradient
+        raise RuntimeError(
+            "fastxent.torch does not support double backward (create_graph=True through its "
+            "losses): use torch.nn.functional.cross_entropy for higher-order gradients"
+        )
+    (grad,) = ctx.saved_tensors
+    if ctx.reduction == "none" and grad_loss.dim() > 0:
+        grad_loss = grad_loss.unsqueeze(ctx.class_axis)
+    return grad * grad_loss, None, None, None, None, None, None, None
+
+
+cross_entropy_with_grad.register_autograd(_backward, setup_context=_setup_context)
