@@ -443,3 +443,49 @@ def test_any_call_returns_or_raises_a_clear_error(
         except (TypeError, ValueError) as error:
             assert str(error)
     assert_unchanged(saved)
+
+
+@pytest.mark.parametrize("path", list(BUDGETS))
+@pytest.mark.parametrize("probabilities", [False, True], ids=["labels", "probabilities"])
+@pytest.mark.parametrize("options", [{}, {"z_loss": 1e-2, "softcap": 4.0, "base": 2}])
+def test_grad_output_gives_the_vector_jacobian_product(rng, path, probabilities, options, layout):
+    """Gradients of sum_i g_i loss_i: the rows of dloss/dlogits scaled by g, then the products."""
+    h, w, bias, target = make_problem(rng, np.float64, probabilities=probabilities)
+    upstream = rng.uniform(-2.0, 2.0, N_ROWS)
+    logits = h @ w.T + bias
+    _, per_row = reference.cross_entropy_with_grad(logits, target, reduction="none", **options)
+    scaled = per_row * upstream[:, np.newaxis]
+    got = fastxent.linear_cross_entropy_with_grad(
+        h, w, target, linear_bias=bias, reduction="none", grad_output=upstream,
+        working_memory=budget(path, np.float64), **options,
+    )  # fmt: skip
+    assert_close(
+        got[0],
+        reference.linear_cross_entropy(h, w, target, linear_bias=bias, reduction="none", **options),
+        1e-13,
+    )
+    for actual, wanted in zip(got[1:], (scaled @ w, scaled.T @ h, scaled.sum(axis=0)), strict=True):
+        assert_close(actual, wanted, 1e-12)
+    # A scalar upstream gradient of a reduced loss scales every gradient.
+    mean = fastxent.linear_cross_entropy_with_grad(
+        h, w, target, linear_bias=bias, grad_output=-0.5, working_memory=budget(path, np.float64),
+        **options,
+    )  # fmt: skip
+    plain = reference.linear_cross_entropy_with_grad(h, w, target, linear_bias=bias, **options)
+    for actual, wanted in zip(mean[1:], plain[1:], strict=True):
+        assert_close(actual, -0.5 * wanted, 1e-12)
+
+
+@pytest.mark.parametrize(
+    ("grad_output", "error", "message"),
+    [
+        (np.ones(3), ValueError, "grad_output has shape"),
+        ("a", TypeError, "grad_output must be a real number"),
+    ],
+)
+def test_bad_grad_output_is_refused(grad_output, error, message):
+    h, w = np.ones((4, 2)), np.ones((3, 2))
+    with pytest.raises(error, match=message):
+        fastxent.linear_cross_entropy_with_grad(
+            h, w, np.array([0, 1, 2, 0]), reduction="none", grad_output=grad_output
+        )

@@ -50,6 +50,7 @@ class LinearProblem:
     batched: bool  # False for a single sample, input (H,)
     kept: NDArray[np.intp] | None  # rows not ignored, None when all are kept
     denominator: float  # of "mean": summed weights of the counted rows, or N
+    row_scale: NDArray[np.float64] | None = None  # (N,): the upstream gradient of each row
 
     @property
     def dtype(self) -> np.dtype[Any]:
@@ -356,6 +357,8 @@ def _run(
             _sweep(problem, logits, where, chunk_losses, with_grad)
         losses[where] = chunk_losses
         if gradients is not None:
+            if problem.row_scale is not None:
+                grad *= problem.row_scale[where][:, np.newaxis].astype(grad.dtype)
             gradients.add_chunk(grad, rows, where, problem.linear_weight)
     return losses, gradients
 
@@ -417,6 +420,23 @@ def _out_arrays(out: Any, problem: LinearProblem, inputs: tuple[Any, ...]) -> tu
                 "separate arrays"
             )
     return out[0], out[1], out[2]
+
+
+def _row_scale(grad_output: Any, problem: LinearProblem) -> NDArray[np.float64] | None:
+    """``grad_output`` as one factor per row (``None`` for the default 1)."""
+    if grad_output is None:
+        return None
+    scale = np.asarray(grad_output)
+    if scale.dtype.kind not in "fiu" or scale.dtype.kind == "b":
+        raise TypeError(f"grad_output must be a real number or array, got dtype {scale.dtype}")
+    n_rows = problem.input.shape[0]
+    loss_shape = (n_rows,) if problem.reduction == "none" and problem.batched else ()
+    if scale.shape not in ((), loss_shape):
+        raise ValueError(
+            f"grad_output has shape {scale.shape} but the loss has shape {loss_shape}: "
+            "pass one value per loss element, or a scalar"
+        )
+    return np.broadcast_to(scale.astype(np.float64), (n_rows,)).copy()
 
 
 def _working_memory(value: Any) -> int:
@@ -510,6 +530,7 @@ def linear_cross_entropy_with_grad(
     base: float | None = None,
     working_memory: int = WORKING_MEMORY,
     out: tuple[Any, Any, Any] | None = None,
+    grad_output: ArrayLike | None = None,
 ) -> tuple[Loss, NDArray[Any], NDArray[Any], NDArray[Any] | None]:
     r""":func:`linear_cross_entropy` and its gradients, the logits never stored.
 
@@ -534,6 +555,11 @@ def linear_cross_entropy_with_grad(
         and the result dtype, overlapping no input. A training loop that reuses them saves
         the operating system's zeroing of fresh memory on every step, which on a large
         ``linear_weight`` costs as much as a quarter of a product.
+    grad_output : float or array_like, optional
+        The gradient :math:`g` of what follows with respect to the loss, shaped like the
+        loss (one value per row for ``reduction="none"``) or a scalar: the gradients
+        returned are those of :math:`\sum_i g_i \ell_i` (a vector-Jacobian product, as an
+        autograd backward needs; the loss itself is unchanged). Default 1.
 
     Returns
     -------
@@ -563,6 +589,7 @@ def linear_cross_entropy_with_grad(
         label_smoothing, z_loss, softcap, base,
     )  # fmt: skip
     targets = _out_arrays(out, problem, (input, linear_weight, target, linear_bias, weight))
+    problem.row_scale = _row_scale(grad_output, problem)
     losses, gradients = _run(problem, _working_memory(working_memory), True, targets)
     loss = _loss(problem, losses)
     grad_input, grad_weight, grad_bias = gradients.finish(problem)

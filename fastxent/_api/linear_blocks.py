@@ -272,6 +272,8 @@ def _gradients(
                 np.square(slope, out=slope)
                 np.subtract(1.0, slope, out=slope)
                 g *= slope
+            if problem.row_scale is not None:
+                g *= problem.row_scale[where][:, np.newaxis]
             g /= divisor
         grad = logits  # the block's logits are no longer needed: the gradient goes there
         grad[...] = g
