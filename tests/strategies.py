@@ -355,8 +355,10 @@ def binary_problems(draw: Callable[[Any], Any]) -> dict[str, Any]:
             arranged(np.array(draw(hnp.arrays(np.float64, weight_shape, elements=FACTORS))))
         )
     if draw(st.booleans()):
-        sizes = [()] if not shape else [(), (1,), (shape[-1],)]
-        pos_shape = draw(st.sampled_from(sizes))
+        pos_shape = tuple(
+            side if draw(st.booleans()) else 1
+            for side in shape[len(shape) - draw(st.integers(0, len(shape))) :]
+        )
         kwargs["pos_weight"] = np.array(draw(hnp.arrays(np.float64, pos_shape, elements=FACTORS)))
     kwargs.update(draw(common_options()))
     return {"x": x, "values": values, "target": target, "kwargs": kwargs}

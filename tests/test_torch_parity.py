@@ -410,7 +410,7 @@ TORCH_WEIGHT_KINDS = [
 
 
 @pytest.mark.parametrize("reduction", REDUCTIONS)
-@pytest.mark.parametrize("use_pos_weight", [False, True], ids=["no-pos_weight", "pos_weight"])
+@pytest.mark.parametrize("pos_weight_kind", ["none", "per-class", "broadcast"])
 @pytest.mark.parametrize("weight_kind", TORCH_WEIGHT_KINDS)
 @pytest.mark.parametrize("shape", [(6, 5), (2, 3, 4)], ids=str)
 @pytest.mark.parametrize(("dtype", "rtol", "atol"), NATIVE_TOLERANCES)
@@ -420,7 +420,7 @@ def test_binary_matches_torch(
     atol: float,
     shape: tuple[int, ...],
     weight_kind: str,
-    use_pos_weight: bool,
+    pos_weight_kind: str,
     reduction: str,
 ) -> None:
     """Every weight x pos_weight x reduction combination against PyTorch, loss and gradient."""
@@ -430,8 +430,14 @@ def test_binary_matches_torch(
     if weight is not None:
         weight = np.asarray(weight, dtype=dtype)
     pos_weight = None
-    if use_pos_weight:
-        pos_weight = (3.0 * np.random.default_rng(8).random(shape[-1])).astype(dtype)
+    if pos_weight_kind != "none":
+        # One per class on the last axis, or on the first axis (PyTorch broadcasts it).
+        pos_shape = (
+            (shape[-1],)
+            if pos_weight_kind == "per-class"
+            else (shape[0],) + (1,) * (len(shape) - 1)
+        )
+        pos_weight = (3.0 * np.random.default_rng(8).random(pos_shape)).astype(dtype)
 
     x = torch.tensor(logits, requires_grad=True)
     torch_loss = torch.nn.functional.binary_cross_entropy_with_logits(

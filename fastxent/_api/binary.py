@@ -61,15 +61,6 @@ def _prepare(
             f"target must hold numbers in [0, 1] (float or int), got dtype {target_array.dtype}"
         )
     _validate.same_shape(target_array, array.shape, "target", "logits")
-    if pos_weight is not None:
-        pos = np.asarray(pos_weight)
-        if pos.ndim > 1 or (
-            pos.ndim == 1 and array.ndim > 0 and pos.shape[0] not in (1, array.shape[-1])
-        ):
-            raise ValueError(
-                f"pos_weight must have one entry per class (the last axis of logits, "
-                f"{array.shape[-1] if array.ndim else 1}), got shape {pos.shape}"
-            )
     shape = array.shape
     dtype = compute_dtype(array.dtype)
     rows = np.ascontiguousarray(_as_rows(array, shape), dtype=dtype)
@@ -109,7 +100,8 @@ def binary_cross_entropy(
     weight : array_like, optional
         Finite weights broadcastable to ``logits``, of any sign (PyTorch's results).
     pos_weight : array_like, optional
-        Finite weight ``p`` of the positive term, one per class (last axis), of any sign.
+        Finite weight ``p`` of the positive term broadcastable to ``logits``, of any sign:
+        typically one per class along the last axis (PyTorch broadcasts it likewise).
     reduction : {"mean", "sum", "none"}, default "mean"
         ``"mean"`` divides by the number of elements.
     base : float, optional
