@@ -19,7 +19,7 @@ torch = import_torch()
 F = torch.nn.functional
 
 import fastxent.torch as fxt  # noqa: E402
-from fastxent.torch import _ops  # noqa: E402
+from fastxent.torch import _cross_entropy_ops as _ops  # noqa: E402
 
 REDUCTIONS = ["mean", "sum", "none"]
 

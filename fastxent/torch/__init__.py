@@ -1,9 +1,10 @@
-"""fastxent for PyTorch: drop-in, differentiable cross-entropy on CPU tensors.
+"""fastxent for PyTorch: drop-in, differentiable losses on CPU tensors.
 
-``fastxent.torch.cross_entropy`` has the signature and results of
-``torch.nn.functional.cross_entropy`` and ``CrossEntropyLoss`` those of
-``torch.nn.CrossEntropyLoss``; both work under autograd and ``torch.compile``. PyTorch is
-an optional dependency: ``pip install fastxent[torch]``.
+``cross_entropy``, ``binary_cross_entropy_with_logits`` and ``linear_cross_entropy``
+have the signatures and results of their namesakes in ``torch.nn.functional``;
+``CrossEntropyLoss``, ``BCEWithLogitsLoss`` and ``LinearCrossEntropyLoss`` those of the
+``torch.nn`` modules. All work under autograd and ``torch.compile``. PyTorch is an
+optional dependency: ``pip install 'fastxent[torch]'``.
 """
 
 try:
@@ -13,7 +14,18 @@ except ImportError as error:  # pragma: no cover - exercised in a subprocess tes
         "fastxent.torch needs PyTorch, which is not installed: pip install 'fastxent[torch]'"
     ) from error
 
-from fastxent.torch.functional import cross_entropy
-from fastxent.torch.modules import CrossEntropyLoss
+from fastxent.torch.functional import (
+    binary_cross_entropy_with_logits,
+    cross_entropy,
+    linear_cross_entropy,
+)
+from fastxent.torch.modules import BCEWithLogitsLoss, CrossEntropyLoss, LinearCrossEntropyLoss
 
-__all__ = ["CrossEntropyLoss", "cross_entropy"]
+__all__ = [
+    "BCEWithLogitsLoss",
+    "CrossEntropyLoss",
+    "LinearCrossEntropyLoss",
+    "binary_cross_entropy_with_logits",
+    "cross_entropy",
+    "linear_cross_entropy",
+]

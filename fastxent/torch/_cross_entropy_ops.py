@@ -15,8 +15,12 @@ import numpy as np
 import torch
 
 import fastxent
-
-_NO_CAP = 0.0  # the operators' "no soft-cap" (a schema float cannot be None everywhere)
+from fastxent.torch._common import (
+    NO_CAP,
+    float64_numpy,
+    refuse_double_backward,
+    scalar_or_array,
+)
 
 
 def _arrays(logits: torch.Tensor, target: torch.Tensor) -> tuple[np.ndarray, np.ndarray, int]:
@@ -37,12 +41,12 @@ def _options(
     softcap: float,
 ) -> dict[str, Any]:
     return {
-        "weight": None if weight is None else weight.detach().to(torch.float64).numpy(),
+        "weight": float64_numpy(weight),
         "ignore_index": ignore_index,
         "reduction": reduction,
         "label_smoothing": label_smoothing,
         "z_loss": z_loss,
-        "softcap": None if softcap == _NO_CAP else softcap,
+        "softcap": None if softcap == NO_CAP else softcap,
     }
 
 
@@ -61,7 +65,7 @@ def cross_entropy_forward(
     x, t, axis = _arrays(logits, target)
     options = _options(weight, ignore_index, reduction, label_smoothing, z_loss, softcap)
     loss = fastxent.cross_entropy(x, t, axis=axis, **options)
-    return torch.from_numpy(np.array(loss, dtype=x.dtype))
+    return scalar_or_array(loss, x.dtype)
 
 
 @cross_entropy_forward.register_fake
@@ -86,7 +90,7 @@ def cross_entropy_with_grad(
     options = _options(weight, ignore_index, reduction, label_smoothing, z_loss, softcap)
     grad = torch.empty(logits.shape, dtype=logits.dtype)
     loss, _ = fastxent.cross_entropy_with_grad(x, t, axis=axis, out=grad.numpy(), **options)
-    return torch.from_numpy(np.array(loss, dtype=x.dtype)), grad
+    return scalar_or_array(loss, x.dtype), grad
 
 
 @cross_entropy_with_grad.register_fake
@@ -113,11 +117,7 @@ def _setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[Any, ...]) -
 
 
 def _backward(ctx: Any, grad_loss: torch.Tensor, _grad_of_grad: Any) -> tuple[Any, ...]:
-    if torch.is_grad_enabled():  # backward(create_graph=True): a graph of the gradient
-        raise RuntimeError(
-            "fastxent.torch does not support double backward (create_graph=True through its "
-            "losses): use torch.nn.functional.cross_entropy for higher-order gradients"
-        )
+    refuse_double_backward("cross_entropy")
     (grad,) = ctx.saved_tensors
     if ctx.reduction == "none" and grad_loss.dim() > 0:
         grad_loss = grad_loss.unsqueeze(ctx.class_axis)
