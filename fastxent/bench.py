@@ -72,6 +72,7 @@ def available_peers() -> dict[str, bool]:
         "fastxent": True,
         "reference": True,
         "torch": importlib.util.find_spec("torch") is not None,
+        "fastxent.torch": importlib.util.find_spec("torch") is not None,
         "jax": importlib.util.find_spec("jax") is not None,
     }
 
@@ -111,6 +112,31 @@ def _torch_calls(x: np.ndarray, y: np.ndarray, threads: int) -> dict[str, Callab
     }
 
 
+def _fastxent_torch_calls(
+    x: np.ndarray, y: np.ndarray, threads: int
+) -> dict[str, Callable[[], Any]]:
+    """The PyTorch drop-in: tensors in, autograd's backward for the gradient."""
+    import torch
+
+    import fastxent.torch as fxt
+
+    torch.set_num_threads(threads)
+    logits = torch.from_numpy(x)
+    labels = torch.from_numpy(y)
+    leaf = logits.clone().requires_grad_(True)
+
+    def forward_backward() -> Any:
+        leaf.grad = None
+        loss = fxt.cross_entropy(leaf, labels)
+        loss.backward()  # type: ignore[no-untyped-call]
+        return loss.item(), leaf.grad
+
+    return {
+        "forward": lambda: fxt.cross_entropy(logits, labels).item(),
+        "forward+grad": forward_backward,
+    }
+
+
 def _jax_calls(x: np.ndarray, y: np.ndarray) -> dict[str, Callable[[], Any]]:
     import jax
     import jax.numpy as jnp
@@ -140,6 +166,8 @@ def _peer_calls(
         return _reference_calls(x, y)
     if peer == "torch":
         return _torch_calls(x, y, threads)
+    if peer == "fastxent.torch":
+        return _fastxent_torch_calls(x, y, threads)
     return _jax_calls(x, y)
 
 
@@ -415,19 +443,36 @@ def run_linear(
 def format_table(results: list[Measurement], absent: Iterable[str] = ()) -> str:
     """A plain-text table of medians, throughput and ratios (peer time / fastxent time)."""
     lines = [
-        f"{'shape':>20} {'dtype':>7} {'operation':>19} {'peer':>13} "
+        f"{'shape':>20} {'dtype':>7} {'operation':>19} {'peer':>14} "
         f"{'median ms':>10} {'GB/s':>7} {'fastxent speed-up':>18}"
     ]
     for m in results:
         shape = " x ".join(map(str, m.shape))
         ratio = "-" if m.peer == "fastxent" else f"{m.speedup:.2f}x"
         lines.append(
-            f"{shape:>20} {m.dtype:>7} {m.operation:>19} {m.peer:>13} "
+            f"{shape:>20} {m.dtype:>7} {m.operation:>19} {m.peer:>14} "
             f"{m.median_s * 1e3:>10.3f} {m.gb_per_s:>7.2f} {ratio:>18}"
         )
     missing = list(absent)
     if missing:
         lines.append(f"absent peers (not installed): {', '.join(missing)}")
+    return "\n".join(lines)
+
+
+def format_dropin(results: list[Measurement]) -> str:
+    """PyTorch's own loss against fastxent's drop-in for it, both through tensors.
+
+    The ratio a PyTorch user sees on replacing ``F.cross_entropy`` by
+    ``fastxent.torch.cross_entropy`` (the adapter's overhead included).
+    """
+    medians = {(m.shape, m.operation, m.peer): m.median_s for m in results}
+    lines = []
+    for (shape, operation, peer), median in medians.items():
+        if peer != "fastxent.torch" or (shape, operation, "torch") not in medians:
+            continue
+        ratio = medians[shape, operation, "torch"] / median
+        size = " x ".join(map(str, shape))
+        lines.append(f"{size} {operation}: fastxent.torch {ratio:.2f}x faster than torch")
     return "\n".join(lines)
 
 

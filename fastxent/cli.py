@@ -40,7 +40,10 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     bench.add_argument("--threads", type=int, default=None, help="threads (default: all)")
     bench.add_argument(
-        "--peers", default=None, help="comma-separated subset of fastxent,reference,torch,jax"
+        "--peers",
+        default=None,
+        help="comma-separated subset of fastxent,reference,torch,fastxent.torch,jax "
+        "(fastxent.torch: the PyTorch drop-in, through autograd)",
     )
     bench.add_argument(
         "--operation",
@@ -94,6 +97,9 @@ def _bench(args: argparse.Namespace) -> int:
     if peers is not None:
         absent = [p for p in absent if p in peers]
     print(bench.format_table(results, absent))
+    dropin = "" if linear else bench.format_dropin(results)
+    if dropin:
+        print(dropin)
     print(bench.format_agreement(results))
     if args.json:
         with open(args.json, "w") as handle:

@@ -261,3 +261,30 @@ def test_import_without_torch_says_how_to_install():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert "pip install 'fastxent[torch]'" in done.stdout, done.stderr
+
+
+@pytest.mark.parametrize("function", ["cross_entropy", "binary", "linear"])
+def test_retained_graph_and_scaled_upstream_gradients(function):
+    """Backward twice through one graph, scaled once: the saved gradient is never altered."""
+    generator = torch.Generator().manual_seed(8)
+    x = torch.randn(6, 5, generator=generator, dtype=torch.float64)
+    w = torch.randn(7, 5, generator=generator, dtype=torch.float64)
+    calls = {
+        "cross_entropy": (F.cross_entropy, fxt.cross_entropy, (torch.tensor([0, 1, 2, 3, 4, 0]),)),
+        "binary": (
+            F.binary_cross_entropy_with_logits,
+            fxt.binary_cross_entropy_with_logits,
+            (torch.rand(6, 5, generator=generator, dtype=torch.float64),),
+        ),
+        "linear": (F.linear_cross_entropy, fxt.linear_cross_entropy, (w, torch.arange(6))),
+    }
+    theirs, ours, rest = calls[function]
+    grads = []
+    for loss_function in (theirs, ours):
+        leaf = x.clone().requires_grad_(True)
+        arguments = (leaf, *rest) if function != "linear" else (leaf, rest[0], rest[1])
+        loss = loss_function(*arguments)
+        (0.5 * loss).backward(retain_graph=True)
+        loss.backward()
+        grads.append(leaf.grad)
+    torch.testing.assert_close(grads[1], grads[0], rtol=1e-12, atol=1e-15)

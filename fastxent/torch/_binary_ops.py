@@ -11,7 +11,14 @@ from typing import Any
 import torch
 
 import fastxent
-from fastxent.torch._common import float64_numpy, refuse_double_backward, scalar_or_array
+from fastxent.torch._common import (
+    compiling,
+    eager_autograd,
+    float64_numpy,
+    refuse_double_backward,
+    scalar_or_array,
+    scale_saved,
+)
 
 
 def _options(
@@ -24,10 +31,7 @@ def _options(
     }
 
 
-@torch.library.custom_op(
-    "fastxent::binary_cross_entropy_with_logits", mutates_args=(), device_types="cpu"
-)
-def binary_forward(
+def _loss(
     input: torch.Tensor,
     target: torch.Tensor,
     weight: torch.Tensor | None,
@@ -41,15 +45,17 @@ def binary_forward(
     return scalar_or_array(loss, x.dtype)
 
 
+binary_forward = torch.library.custom_op(
+    "fastxent::binary_cross_entropy_with_logits", _loss, mutates_args=(), device_types="cpu"
+)
+
+
 @binary_forward.register_fake
 def _(input: Any, target: Any, weight: Any, pos_weight: Any, reduction: str) -> Any:
     return input.new_empty(input.shape if reduction == "none" else ())
 
 
-@torch.library.custom_op(
-    "fastxent::binary_cross_entropy_with_logits_with_grad", mutates_args=(), device_types="cpu"
-)
-def binary_with_grad(
+def _loss_and_grad(
     input: torch.Tensor,
     target: torch.Tensor,
     weight: torch.Tensor | None,
@@ -65,6 +71,14 @@ def binary_with_grad(
     return scalar_or_array(loss, x.dtype), grad
 
 
+binary_with_grad = torch.library.custom_op(
+    "fastxent::binary_cross_entropy_with_logits_with_grad",
+    _loss_and_grad,
+    mutates_args=(),
+    device_types="cpu",
+)
+
+
 @binary_with_grad.register_fake
 def _(input: Any, target: Any, weight: Any, pos_weight: Any, reduction: str) -> Any:
     loss = input.new_empty(input.shape if reduction == "none" else ())
@@ -74,12 +88,25 @@ def _(input: Any, target: Any, weight: Any, pos_weight: Any, reduction: str) -> 
 def _setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[Any, ...]) -> None:
     ctx.save_for_backward(output[1])
     ctx.mark_non_differentiable(output[1])
+    ctx.set_materialize_grads(False)  # no tensor of zeros for the gradients' own gradient
 
 
 def _backward(ctx: Any, grad_loss: torch.Tensor, _grad_of_grad: Any) -> tuple[Any, ...]:
     refuse_double_backward("binary_cross_entropy_with_logits")
     (grad,) = ctx.saved_tensors
-    return grad * grad_loss, None, None, None, None
+    return scale_saved(ctx, grad, grad_loss), None, None, None, None
 
 
 binary_with_grad.register_autograd(_backward, setup_context=_setup_context)
+_eager_with_grad = eager_autograd("BinaryWithGrad", _loss_and_grad, _setup_context, _backward)
+
+
+def with_grad(*arguments: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """The loss and its saved gradient, differentiable (the operator under torch.compile)."""
+    function = binary_with_grad if compiling() else _eager_with_grad
+    return function(*arguments)  # type: ignore[no-any-return]
+
+
+def forward(*arguments: Any) -> torch.Tensor:
+    """The loss alone (the operator under torch.compile)."""
+    return binary_forward(*arguments) if compiling() else _loss(*arguments)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -72,3 +73,50 @@ def refuse_double_backward(function: str) -> None:
             f"fastxent.torch does not support double backward (create_graph=True through "
             f"its losses): use torch.nn.functional.{function} for higher-order gradients"
         )
+
+
+def compiling() -> bool:
+    """Whether ``torch.compile`` is tracing the call (then the custom operators are used)."""
+    return bool(torch.compiler.is_compiling())
+
+
+def eager_autograd(
+    name: str,
+    forward: Callable[..., Any],
+    setup_context: Callable[..., None],
+    backward: Callable[..., Any],
+) -> Callable[..., Any]:
+    """``forward`` as a ``torch.autograd.Function`` with the operator's own autograd rules.
+
+    In eager mode a custom operator's dispatch costs about 0.1 ms per call, more than the
+    whole loss of a small batch; an ``autograd.Function`` around the same code costs a
+    fraction of that. ``torch.compile`` still sees only the operators.
+    """
+
+    def forward_with_context(ctx: Any, *inputs: Any) -> Any:
+        # The combined form: apply() binds arguments by inspect.signature with setup_context.
+        output = forward(*inputs)
+        setup_context(ctx, inputs, output)
+        ctx.eager = True  # the backward may then skip a product by 1 (scale_saved)
+        return output
+
+    function = type(
+        name,
+        (torch.autograd.Function,),
+        {"forward": staticmethod(forward_with_context), "backward": staticmethod(backward)},
+    )
+    return function.apply  # type: ignore[no-any-return, attr-defined]
+
+
+def scale_saved(ctx: Any, grad: torch.Tensor, grad_loss: torch.Tensor | None) -> Any:
+    """A saved gradient times the upstream gradient (``None`` if there is none).
+
+    ``loss.backward()`` passes 1: in eager mode the saved tensor is then returned as it
+    is, and autograd hands it to the leaf without a copy (a product would write a new
+    tensor of the logits' size). Traced (the operators' own backward), a plain product.
+    """
+    if grad_loss is None:  # only the (non-differentiable) gradient output was used
+        return None
+    if getattr(ctx, "eager", False) and grad_loss.numel() == 1 and grad_loss.item() == 1.0:
+        return grad
+    return grad * grad_loss

@@ -16,9 +16,12 @@ import torch
 import fastxent
 from fastxent.torch._common import (
     NO_CAP,
+    compiling,
+    eager_autograd,
     float64_numpy,
     refuse_double_backward,
     scalar_or_array,
+    scale_saved,
 )
 
 
@@ -64,8 +67,7 @@ def _loss_shape(input: torch.Tensor, reduction: str) -> tuple[int, ...]:
     return (input.shape[0],) if reduction == "none" and input.dim() == 2 else ()
 
 
-@torch.library.custom_op("fastxent::linear_cross_entropy", mutates_args=(), device_types="cpu")
-def linear_forward(
+def _loss(
     input: torch.Tensor,
     linear_weight: torch.Tensor,
     target: torch.Tensor,
@@ -90,15 +92,17 @@ def linear_forward(
     return scalar_or_array(loss, x.dtype)
 
 
+linear_forward = torch.library.custom_op(
+    "fastxent::linear_cross_entropy", _loss, mutates_args=(), device_types="cpu"
+)
+
+
 @linear_forward.register_fake
 def _(input: Any, linear_weight: Any, target: Any, *options: Any) -> Any:
     return input.new_empty(_loss_shape(input, options[3]))
 
 
-@torch.library.custom_op(
-    "fastxent::linear_cross_entropy_with_grad", mutates_args=(), device_types="cpu"
-)
-def linear_with_grad(
+def _loss_and_grads(
     input: torch.Tensor,
     linear_weight: torch.Tensor,
     target: torch.Tensor,
@@ -129,16 +133,18 @@ def linear_with_grad(
     return scalar_or_array(loss, grads[0].numpy().dtype), *grads
 
 
+linear_with_grad = torch.library.custom_op(
+    "fastxent::linear_cross_entropy_with_grad", _loss_and_grads, mutates_args=(), device_types="cpu"
+)
+
+
 @linear_with_grad.register_fake
 def _(input: Any, linear_weight: Any, target: Any, linear_bias: Any, *options: Any) -> Any:
     loss = input.new_empty(_loss_shape(input, options[2]))
     return loss, *_gradient_tensors(input, linear_weight, linear_bias)
 
 
-@torch.library.custom_op(
-    "fastxent::linear_cross_entropy_backward", mutates_args=(), device_types="cpu"
-)
-def linear_backward(
+def _grads(
     grad_loss: torch.Tensor,
     input: torch.Tensor,
     linear_weight: torch.Tensor,
@@ -165,6 +171,11 @@ def linear_backward(
     return grads
 
 
+linear_backward = torch.library.custom_op(
+    "fastxent::linear_cross_entropy_backward", _grads, mutates_args=(), device_types="cpu"
+)
+
+
 @linear_backward.register_fake
 def _(
     grad_loss: Any, input: Any, linear_weight: Any, target: Any, linear_bias: Any, *_: Any
@@ -180,6 +191,7 @@ def _setup_with_grad(ctx: Any, inputs: tuple[Any, ...], output: tuple[Any, ...])
     ctx.has_bias = inputs[3] is not None
     ctx.save_for_backward(*output[1:])
     ctx.mark_non_differentiable(*output[1:])
+    ctx.set_materialize_grads(False)  # no tensor of zeros for the gradients' own gradient
 
 
 def _backward_with_grad(
@@ -188,8 +200,8 @@ def _backward_with_grad(
     refuse_double_backward("linear_cross_entropy")
     grad_input, grad_weight, grad_bias = ctx.saved_tensors
     return (
-        grad_input * grad_loss, grad_weight * grad_loss, None,
-        _bias_gradient(grad_bias * grad_loss, ctx.has_bias), *(None,) * 7,
+        scale_saved(ctx, grad_input, grad_loss), scale_saved(ctx, grad_weight, grad_loss), None,
+        _bias_gradient(scale_saved(ctx, grad_bias, grad_loss), ctx.has_bias), *(None,) * 7,
     )  # fmt: skip
 
 
@@ -203,7 +215,8 @@ def _setup_forward(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
 def _backward_forward(ctx: Any, grad_loss: torch.Tensor) -> tuple[Any, ...]:
     refuse_double_backward("linear_cross_entropy")
     input, linear_weight, target, linear_bias, weight = ctx.saved_tensors
-    grad_input, grad_weight, grad_bias = linear_backward(
+    backward = _grads if getattr(ctx, "eager", False) else linear_backward
+    grad_input, grad_weight, grad_bias = backward(
         grad_loss.to(input.dtype), input, linear_weight, target, linear_bias, weight,
         *ctx.options,
     )  # fmt: skip
@@ -214,3 +227,18 @@ def _backward_forward(ctx: Any, grad_loss: torch.Tensor) -> tuple[Any, ...]:
 
 linear_with_grad.register_autograd(_backward_with_grad, setup_context=_setup_with_grad)
 linear_forward.register_autograd(_backward_forward, setup_context=_setup_forward)
+_eager_with_grad = eager_autograd(
+    "LinearWithGrad", _loss_and_grads, _setup_with_grad, _backward_with_grad
+)
+_eager_forward = eager_autograd("Linear", _loss, _setup_forward, _backward_forward)
+
+
+def with_grad(*arguments: Any) -> tuple[torch.Tensor, ...]:
+    """A reduced loss and its saved gradients (the operator under torch.compile)."""
+    function = linear_with_grad if compiling() else _eager_with_grad
+    return function(*arguments)  # type: ignore[no-any-return]
+
+
+def forward(*arguments: Any) -> torch.Tensor:
+    """The loss, differentiable by a second sweep (the operator under torch.compile)."""
+    return linear_forward(*arguments) if compiling() else _eager_forward(*arguments)  # type: ignore[no-any-return]

@@ -77,9 +77,9 @@ def cross_entropy(
         _validate.z_loss(z_loss), NO_CAP if cap is None else cap,
     )  # fmt: skip
     if torch.is_grad_enabled() and compute.requires_grad:
-        loss, _ = _ops.cross_entropy_with_grad(*arguments)
+        loss, _ = _ops.with_grad(*arguments)
     else:
-        loss = _ops.cross_entropy_forward(*arguments)
+        loss = _ops.forward(*arguments)
     return _in_dtype(loss, input.dtype)
 
 
@@ -126,9 +126,9 @@ def binary_cross_entropy_with_logits(
         target = target.to(dtype)
     arguments = (compute, target, weight, pos_weight, reduction)
     if torch.is_grad_enabled() and compute.requires_grad:
-        loss, _ = _binary_ops.binary_with_grad(*arguments)
+        loss, _ = _binary_ops.with_grad(*arguments)
     else:
-        loss = _binary_ops.binary_forward(*arguments)
+        loss = _binary_ops.forward(*arguments)
     return _in_dtype(loss, result_dtype)
 
 
@@ -195,7 +195,7 @@ def linear_cross_entropy(
     )  # fmt: skip
     needs_grad = any(t is not None and t.requires_grad for t in tensors)
     if torch.is_grad_enabled() and needs_grad and reduction != "none":
-        loss, *_ = _linear_ops.linear_with_grad(*arguments)
+        loss, *_ = _linear_ops.with_grad(*arguments)
     else:
-        loss = _linear_ops.linear_forward(*arguments)
+        loss = _linear_ops.forward(*arguments)
     return _in_dtype(loss, input.dtype)
