@@ -259,7 +259,7 @@ def cross_entropy_with_grad(
     if out is not None:
         others = (target, weight)
         _validate.out_array(out, problem.logits.shape, problem.dtype, problem.logits, *others)
-    grad_rows, in_place = _gradient_rows(out, problem)
+    grad_rows, in_place, into_out = _gradient_rows(out, problem)
     mean = problem.reduction == "mean"
     # A mean over a zero weight is recomputed from the logits, which an in-place gradient
     # overwrites: keep them in that (rare) case.
@@ -313,7 +313,7 @@ def cross_entropy_with_grad(
         grad[...] = degenerate[1]
     if out is None:
         return loss, grad
-    if not same_memory(grad, out):
+    if not into_out:
         out[...] = grad
     return loss, out
 
@@ -340,7 +340,7 @@ def _with_terms(
             _validate.out_array(
                 out, problem.logits.shape, problem.dtype, problem.logits, target, weight
             )
-        grad_rows, _ = _gradient_rows(out, problem)
+        grad_rows, _, into_out = _gradient_rows(out, problem)
     loss, labels_ok = softcap_zloss_forward(problem, *terms, grad_rows)
     if not labels_ok:
         _raise_for_labels(problem, target)
@@ -349,13 +349,15 @@ def _with_terms(
     grad = from_rows(grad_rows, problem.logits.shape, problem.class_axis)
     if out is None:
         return loss, grad
-    if not same_memory(grad, out):
+    if not into_out:
         out[...] = grad
     return loss, out
 
 
-def _gradient_rows(out: NDArray[Any] | None, problem: Problem) -> tuple[NDArray[Any], bool]:
-    """Where the kernel writes the gradient, and whether that is the logits' own memory.
+def _gradient_rows(
+    out: NDArray[Any] | None, problem: Problem
+) -> tuple[NDArray[Any], bool, bool]:
+    """Where the kernel writes the gradient; whether that is the logits' memory, and ``out``'s.
 
     ``out`` is used directly when its memory has the kernel's layout; otherwise the
     gradient goes to a fresh array that is copied into ``out`` afterwards.
@@ -365,5 +367,7 @@ def _gradient_rows(out: NDArray[Any] | None, problem: Problem) -> tuple[NDArray[
         moved = out if problem.columns else np.moveaxis(out, problem.class_axis, -1)
         if moved.flags.c_contiguous:
             out_rows = moved.reshape(rows.shape)
-            return out_rows, same_memory(out_rows, rows)
-    return np.empty_like(rows), False
+            # may_share_memory (a bounds check) first: the exact test costs microseconds.
+            in_place = np.may_share_memory(out_rows, rows) and same_memory(out_rows, rows)
+            return out_rows, in_place, True
+    return np.empty_like(rows), False, False
