@@ -8,6 +8,7 @@ PyTorch's step by step; bad input.
 
 from __future__ import annotations
 
+import pathlib
 import subprocess
 import sys
 
@@ -288,3 +289,19 @@ def test_retained_graph_and_scaled_upstream_gradients(function):
         loss.backward()
         grads.append(leaf.grad)
     torch.testing.assert_close(grads[1], grads[0], rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("shape", [(3, 5), (1024, 2048)], ids=["small", "8 MiB"])
+def test_gradient_tensors_are_plain_tensors(shape):
+    """Large gradients are advised into huge pages; small or large, a tensor like any."""
+    from fastxent.torch import _memory
+
+    tensor = _memory.empty(shape, torch.float32)
+    assert tensor.shape == shape and tensor.dtype == torch.float32 and tensor.is_contiguous()
+    tensor.fill_(2.0)
+    assert float(tensor.sum()) == 2.0 * tensor.numel()
+    huge_pages = pathlib.Path("/sys/kernel/mm/transparent_hugepage/enabled").exists()
+    if sys.platform.startswith("linux") and huge_pages:  # a kernel with them accepts the advice
+        assert _memory.advise_huge_pages(tensor.data_ptr(), tensor.numel() * 4) == (
+            tensor.numel() * 4 >= 4096
+        )

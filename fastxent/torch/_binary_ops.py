@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 import fastxent
+from fastxent.torch import _memory
 from fastxent.torch._common import (
     compiling,
     eager_autograd,
@@ -64,7 +65,7 @@ def _loss_and_grad(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The loss and its gradient with respect to ``input`` (of ``sum(loss)`` for "none")."""
     x = input.detach().numpy()
-    grad = torch.empty(input.shape, dtype=input.dtype)
+    grad = _memory.empty(input.shape, input.dtype)
     loss, _ = fastxent.binary_cross_entropy_with_grad(
         x, target.detach().numpy(), out=grad.numpy(), **_options(weight, pos_weight, reduction)
     )

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 import fastxent
+from fastxent.torch import _memory
 from fastxent.torch._common import (
     NO_CAP,
     compiling,
@@ -97,7 +98,7 @@ def _loss_and_grad(
     """The loss and its gradient with respect to ``logits`` (of ``sum(loss)`` for "none")."""
     x, t, axis = _arrays(logits, target)
     options = _options(weight, ignore_index, reduction, label_smoothing, z_loss, softcap)
-    grad = torch.empty(logits.shape, dtype=logits.dtype)
+    grad = _memory.empty(logits.shape, logits.dtype)
     loss, _ = fastxent.cross_entropy_with_grad(x, t, axis=axis, out=grad.numpy(), **options)
     return scalar_or_array(loss, x.dtype), grad
 

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 import fastxent
+from fastxent.torch import _memory
 from fastxent.torch._common import (
     NO_CAP,
     compiling,
@@ -48,14 +49,24 @@ def _options(
 
 
 def _gradient_tensors(
-    input: torch.Tensor, linear_weight: torch.Tensor, linear_bias: torch.Tensor | None
+    input: torch.Tensor,
+    linear_weight: torch.Tensor,
+    linear_bias: torch.Tensor | None,
+    fake: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Tensors for the three gradients; the bias's is empty without a bias."""
-    bias = linear_bias.new_empty(linear_bias.shape) if linear_bias is not None else None
+    """Tensors for the three gradients; the bias's is empty without a bias.
+
+    ``fake``: the operators' fake implementations (shapes only, no memory to advise).
+    """
+    dtype = input.dtype
+
+    def new(shape: Any) -> torch.Tensor:
+        return input.new_empty(shape) if fake else _memory.empty(shape, dtype)
+
     return (
-        input.new_empty(input.shape),
-        linear_weight.new_empty(linear_weight.shape),
-        input.new_empty((0,)) if bias is None else bias,
+        new(input.shape),
+        new(linear_weight.shape),
+        new((0,)) if linear_bias is None else new(linear_bias.shape),
     )
 
 
@@ -141,7 +152,7 @@ linear_with_grad = torch.library.custom_op(
 @linear_with_grad.register_fake
 def _(input: Any, linear_weight: Any, target: Any, linear_bias: Any, *options: Any) -> Any:
     loss = input.new_empty(_loss_shape(input, options[2]))
-    return loss, *_gradient_tensors(input, linear_weight, linear_bias)
+    return loss, *_gradient_tensors(input, linear_weight, linear_bias, fake=True)
 
 
 def _grads(
@@ -180,7 +191,7 @@ linear_backward = torch.library.custom_op(
 def _(
     grad_loss: Any, input: Any, linear_weight: Any, target: Any, linear_bias: Any, *_: Any
 ) -> Any:
-    return _gradient_tensors(input, linear_weight, linear_bias)
+    return _gradient_tensors(input, linear_weight, linear_bias, fake=True)
 
 
 def _bias_gradient(grad: torch.Tensor, has_bias: bool) -> torch.Tensor | None:
