@@ -11,6 +11,7 @@ import pathlib
 
 import numpy as np
 import pytest
+from conftest import import_torch
 
 import fastxent
 
@@ -20,6 +21,8 @@ PAGES = sorted((ROOT / "docs").glob("*.md")) + [ROOT / "README.md"]
 
 @pytest.mark.parametrize("page", PAGES, ids=[page.name for page in PAGES])
 def test_examples_run(page):
+    if ">>> import torch" in page.read_text():
+        import_torch()  # the PyTorch pages: skipped without it, unless CI requires it
     text = "\n".join(
         "" if line.lstrip().startswith("```") else line for line in page.read_text().splitlines()
     )
