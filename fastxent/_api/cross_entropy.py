@@ -354,9 +354,7 @@ def _with_terms(
     return loss, out
 
 
-def _gradient_rows(
-    out: NDArray[Any] | None, problem: Problem
-) -> tuple[NDArray[Any], bool, bool]:
+def _gradient_rows(out: NDArray[Any] | None, problem: Problem) -> tuple[NDArray[Any], bool, bool]:
     """Where the kernel writes the gradient; whether that is the logits' memory, and ``out``'s.
 
     ``out`` is used directly when its memory has the kernel's layout; otherwise the
