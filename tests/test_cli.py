@@ -10,7 +10,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import PARALLEL_MIN_ELEMENTS
+from conftest import PARALLEL_MIN_ELEMENTS, import_torch
 
 from fastxent import bench, cli, reference
 
@@ -146,3 +146,25 @@ def test_invalid_streaming_threshold_warns_and_keeps_the_cache_size():
     assert "FASTXENT_STREAMING_MIN_BYTES='big' is not a number of bytes" in result.stderr
     assert result.stdout.startswith("False\n")
     assert "MiB inputs (last-level cache)" in result.stdout
+
+
+def test_bench_times_the_pytorch_dropin_against_pytorch(tmp_path):
+    """The installed command: `--peers ...,fastxent.torch` prints the drop-in's ratio to torch."""
+    import_torch()
+    path = tmp_path / "dropin.json"
+    command = ["fastxent", "bench", "--quick", "--shape", "16,10", "--json", str(path)]
+    done = subprocess.run(
+        [*command, "--peers", "fastxent,torch,fastxent.torch"], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    for operation in bench.OPERATIONS:
+        line = rf"16 x 10 {re.escape(operation)}: fastxent.torch \d+\.\d\dx faster than torch"
+        assert re.search(line, done.stdout), done.stdout
+    results = json.loads(path.read_text())["results"]
+    rng = np.random.default_rng(0)
+    x = (rng.standard_normal((16, 10), dtype=np.float64) * 2.0).astype(np.float32)
+    expected = float(reference.cross_entropy(x, rng.integers(0, 10, size=16)))
+    dropin = [r for r in results if r["peer"] == "fastxent.torch"]
+    assert len(dropin) == len(bench.OPERATIONS)
+    for result in dropin:
+        assert result["loss"] == pytest.approx(expected, rel=1e-6)

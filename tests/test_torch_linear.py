@@ -297,3 +297,16 @@ def test_signatures_are_pytorchs():
         assert [(p.name, p.kind, p.default) for p in mine.values()][: len(pytorchs)] == [
             (p.name, p.kind, p.default) for p in pytorchs.values()
         ]
+
+
+def test_non_contiguous_inputs():
+    """Transposed hidden states and a strided weight give PyTorch's loss and gradients."""
+    generator = torch.Generator().manual_seed(10)
+    x = torch.randn(HIDDEN, N_ROWS, generator=generator, dtype=torch.float64).t()
+    w = torch.randn(N_CLASSES, 2 * HIDDEN, generator=generator, dtype=torch.float64)[:, ::2]
+    target = torch.randint(0, N_CLASSES, (N_ROWS,), generator=generator)
+    assert not x.is_contiguous() and not w.is_contiguous()
+    expected = run(F.linear_cross_entropy, x, w, None, target, None)
+    got = run(fxt.linear_cross_entropy, x, w, None, target, None)
+    for actual, wanted in zip(got, expected, strict=True):
+        torch.testing.assert_close(actual, wanted, rtol=1e-12, atol=1e-14)
