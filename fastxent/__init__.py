@@ -12,12 +12,14 @@ from types import ModuleType
 from fastxent._api.binary import binary_cross_entropy, binary_cross_entropy_with_grad
 from fastxent._api.cross_entropy import cross_entropy, cross_entropy_with_grad
 from fastxent._api.distributions import cross_entropy_from_probs, entropy, kl_divergence
+from fastxent._api.evaluation import Evaluation, evaluate
 from fastxent._api.linear import linear_cross_entropy, linear_cross_entropy_with_grad
 from fastxent._api.softmax import log_softmax, logsumexp, softmax
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Evaluation",
     "__version__",
     "binary_cross_entropy",
     "binary_cross_entropy_with_grad",
@@ -25,6 +27,7 @@ __all__ = [
     "cross_entropy_from_probs",
     "cross_entropy_with_grad",
     "entropy",
+    "evaluate",
     "kl_divergence",
     "linear_cross_entropy",
     "linear_cross_entropy_with_grad",

@@ -59,6 +59,8 @@ LOSSES = (*INDEX_TARGETS, *BINARY, "entropy")
 ALL = (*WITH_AXIS, *BINARY)
 #: ``(input, linear_weight, target)``: the linear cross-entropy, tested in test_linear.py.
 LINEAR = ("linear_cross_entropy", "linear_cross_entropy_with_grad")
+#: ``evaluate`` and its result, tested in test_evaluation.py.
+EVALUATION = ("Evaluation", "evaluate")
 
 
 # --------------------------------------------------------------------------------------

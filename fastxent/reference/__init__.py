@@ -23,6 +23,7 @@ full checking.
 from fastxent.reference.binary import binary_cross_entropy, binary_cross_entropy_with_grad
 from fastxent.reference.cross_entropy import cross_entropy, cross_entropy_with_grad
 from fastxent.reference.distributions import cross_entropy_from_probs, entropy, kl_divergence
+from fastxent.reference.evaluation import evaluate
 from fastxent.reference.linear import linear_cross_entropy, linear_cross_entropy_with_grad
 from fastxent.reference.softmax import log_softmax, logsumexp, softmax
 
@@ -33,6 +34,7 @@ __all__ = [
     "cross_entropy_from_probs",
     "cross_entropy_with_grad",
     "entropy",
+    "evaluate",
     "kl_divergence",
     "linear_cross_entropy",
     "linear_cross_entropy_with_grad",
