@@ -1,4 +1,4 @@
-"""The ``fastxent`` command: ``fastxent bench`` (peer comparison) and ``fastxent info``."""
+"""The ``fastxent`` command: ``bench`` (peer comparison), ``eval`` (saved logits), ``info``."""
 
 from __future__ import annotations
 
@@ -54,6 +54,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("--json", metavar="PATH", help="write the measurements as JSON")
     bench.add_argument("--plot", metavar="PATH", help="write a PNG chart (needs matplotlib)")
+    evaluation = commands.add_parser(
+        "eval",
+        help="NLL, perplexity, top-k accuracy and calibration of saved logits, in one pass",
+        description="Evaluate saved logits against labels, reading the files once in blocks.",
+    )
+    from fastxent import eval_command
+
+    eval_command.add_arguments(evaluation)
     commands.add_parser("info", help="threading layer, threads, cache directory, SIMD width")
     return parser
 
@@ -183,6 +191,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(arguments)
     if args.command == "bench":
         return _bench(args)
+    if args.command == "eval":
+        from fastxent import eval_command
+
+        return eval_command.run(args)
     if args.command == "info":
         return _info()
     _parser().print_help()

@@ -450,8 +450,11 @@ def test_out_is_logits(dtype, rtol, atol, options, kind, reduction, shape, rng):
         logits, target, out=logits, reduction=reduction, **options
     )
     assert grad is logits
-    # The loss comes from the original values, the logits now hold the gradient.
-    np.testing.assert_array_equal(loss, expected_loss)
+    # The loss comes from the original values, the logits now hold the gradient. To the
+    # last bits: on a loaded machine the parallel kernel's loss for a row has differed by
+    # one ulp between two calls (a wrong loss from overwritten logits would be far off).
+    eps = np.finfo(np.asarray(expected_loss).dtype).eps
+    np.testing.assert_allclose(loss, expected_loss, rtol=4 * eps, atol=0)
     np.testing.assert_allclose(logits, expected, rtol=rtol, atol=atol)
     assert_result(logits, ref_grad, dtype, rtol, atol)
     check_loss(loss, ref_loss, dtype, rtol, atol, reduction, shape[:1])
