@@ -263,3 +263,10 @@ def test_any_call_returns_or_raises_a_clear_error(
         return
     assert isinstance(result, Evaluation)
     assert result.count + result.nonfinite + result.ignored == labels.size
+
+
+def test_rank_is_exact_on_a_large_vocabulary():
+    """The label below every other class of 100000: rank 99999, counted exactly in float32."""
+    logits = np.arange(100000, dtype=np.float32)[np.newaxis].repeat(2, axis=0) / 1000
+    result = fastxent.evaluate(logits, np.array([0, 99999]), top_k=(1, 99999, 100000))
+    assert result.hits == (1, 1, 2)

@@ -5,7 +5,9 @@ label (how many classes score strictly higher), the largest probability ``1 / S`
 predictive entropy ``log S + T / S``, where ``S = sum_c exp(z_c - m)`` and
 ``T = sum_c exp(z_c - m) (m - z_c)``. After the row's max, one vector loop takes ``S``,
 ``T`` and the rank together; ``S`` and ``T`` are summed as accurately as in float64
-(``split_for_sum``: every term of ``S`` is in ``[0, 1]``, of ``T`` in ``[0, 1/e]``).
+(``split_for_sum``: every term of ``S`` is in ``[0, 1]``, of ``T`` in ``[0, 1/e]``). The
+rank is counted in the row's float dtype too, in the same vector lanes (an integer
+counter of another width splits the loop's vectors): exact up to 2**24 classes in float32.
 """
 
 from __future__ import annotations
@@ -63,18 +65,18 @@ def _row_sums(row, top, target):
     # exp_clamped's clamp, where exp is still a normal number
     lowest = row.dtype.type(-87.0) if row.itemsize == 4 else row.dtype.type(-708.0)
     if size < SUM_VECTOR or main == size:
-        sums = _sums_into(row, top, target, lowest, zero, zero, zero, zero, 0)
+        sums = _sums_into(row, top, target, lowest, zero, zero, zero, zero, zero)
     else:
-        sums = _sums_into(row[:main], top, target, lowest, zero, zero, zero, zero, 0)
+        sums = _sums_into(row[:main], top, target, lowest, zero, zero, zero, zero, zero)
         tail = row[size - SUM_VECTOR :]
         sums = _sums_masked_into(tail, top, target, lowest, main + SUM_VECTOR - size, *sums)
     high, low, spread_high, spread_low, rank = sums
     total = np.float64(high) + np.float64(low)
-    return total, np.float64(spread_high) + np.float64(spread_low), rank
+    return total, np.float64(spread_high) + np.float64(spread_low), np.int64(rank)
 
 
 @row_helper
-def _terms(value, top, target, lowest):
+def _terms(value, top, target, lowest, one):
     """One class's terms of ``S`` and ``T`` (each split for summing) and whether it ranks above.
 
     ``z - m`` is clamped where ``exp_clamped`` clamps it before the product with its
@@ -86,7 +88,7 @@ def _terms(value, top, target, lowest):
     term = exp_clamped(depth)
     term_high, term_low = split_for_sum(term)
     weighted_high, weighted_low = split_for_sum(-term * depth)
-    return term_high, term_low, weighted_high, weighted_low, 1 if value > target else 0
+    return term_high, term_low, weighted_high, weighted_low, one if value > target else one - one
 
 
 @row_helper
@@ -94,9 +96,10 @@ def _sums_into(block, top, target, lowest, high, low, spread_high, spread_low, r
     """Add the terms of ``S``, ``T`` and the rank over ``block`` to the running sums."""
     inline_into_callers()
     use_512bit_vectors()
+    one = block.dtype.type(1.0)
     for c in range(block.size):
         term_high, term_low, weighted_high, weighted_low, above = _terms(
-            block[c], top, target, lowest
+            block[c], top, target, lowest, one
         )
         high += term_high
         low += term_low
@@ -115,13 +118,14 @@ def _sums_masked_into(block, top, target, lowest, skip, high, low, spread_high, 
     inline_into_callers()
     use_512bit_vectors()
     zero = block.dtype.type(0.0)
+    one = block.dtype.type(1.0)
     for c in range(block.size):
         term_high, term_low, weighted_high, weighted_low, above = _terms(
-            block[c], top, target, lowest
+            block[c], top, target, lowest, one
         )
         if c < skip:
             term_high = term_low = weighted_high = weighted_low = zero
-            above = 0
+            above = zero
         high += term_high
         low += term_low
         spread_high += weighted_high
