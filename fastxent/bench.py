@@ -529,16 +529,18 @@ def plot(results: list[Measurement], path: str) -> None:
 
 
 def progress_printer(total: int) -> Callable[[str], None]:
-    """A minimal progress bar on stderr: ``[3/12] 4096 x 32000 float32 forward``."""
-    count = 0
+    """A progress bar on stderr (``tqdm``; silent when stderr is not a terminal).
+
+    Each call names the case starting and counts it.
+    """
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, file=sys.stderr, disable=None, leave=False, unit="case")
 
     def report(message: str) -> None:
-        nonlocal count
-        count += 1
-        bar = "#" * (20 * count // total)
-        sys.stderr.write(f"\r[{bar:<20}] {count}/{total} {message:<45}")
-        if count == total:
-            sys.stderr.write("\n")
-        sys.stderr.flush()
+        bar.set_description_str(message, refresh=False)
+        bar.update(1)
+        if bar.n >= total:
+            bar.close()
 
     return report

@@ -149,7 +149,7 @@ def _progress(total_bytes: int, quiet: bool) -> Any:
     # disable=None: tqdm turns itself off when stderr is not a terminal.
     return tqdm(
         total=total_bytes, unit="B", unit_scale=True, unit_divisor=1000, desc="reading",
-        file=sys.stderr, disable=True if quiet else None, leave=False, dynamic_ncols=True,
+        file=sys.stderr, disable=True if quiet else None, leave=False,
     )  # fmt: skip
 
 
@@ -185,8 +185,8 @@ def evaluate_files(args: argparse.Namespace) -> dict[str, Any]:
                 per_row[start:stop] = losses.reshape((stop - start, *layout.loss_shape[1:]))
             logits.release(start, stop)
             labels.release(start, stop)
-            bar.update(slice_bytes * (stop - start))
             bar.set_postfix_str(f"{stop:,}/{n_slices:,} rows", refresh=False)
+            bar.update(slice_bytes * (stop - start))
     if per_row is not None:
         per_row.flush()
         del per_row

@@ -253,3 +253,40 @@ print(status("VmHWM:") - before)
     growth = int(done.stdout.strip().splitlines()[-1])
     file_bytes = rows * classes * 4
     assert growth < 0.1 * file_bytes, f"peak resident memory grew by {growth / 2**20:.1f} MiB"
+
+
+def on_a_terminal(*arguments):
+    """Run ``fastxent eval`` with stderr on a pseudo-terminal of 100 columns: (code, stderr)."""
+    import fcntl
+    import os
+    import pty
+    import struct
+    import termios
+
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+    done = subprocess.run(
+        ["fastxent", "eval", *map(str, arguments)], stdout=subprocess.PIPE, stderr=follower
+    )
+    os.close(follower)
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:  # the terminal closed: everything was read
+            break
+        if not chunk:
+            break
+        shown += chunk
+    os.close(leader)
+    return done.returncode, shown.decode()
+
+
+def test_progress_bar_on_a_terminal(saved):
+    """With stderr on a terminal the bar shows the bytes read, their rate and the rows."""
+    path, _, _ = saved
+    code, shown = on_a_terminal(path / "logits.npy", path / "labels.npy", "--rows-per-chunk", 50)
+    assert code == 0
+    assert "reading" in shown and "B/s" in shown and "/1,001 rows" in shown, shown
+    code, shown = on_a_terminal(path / "logits.npy", path / "labels.npy", "--quiet")
+    assert code == 0 and shown == ""
