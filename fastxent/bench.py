@@ -351,6 +351,33 @@ def _linear_calls(
     return {"linear forward": forward, "linear forward+grad": forward_backward}
 
 
+def interleaved_samples(
+    calls: dict[str, Callable[[], Any]], repeats: int
+) -> tuple[dict[str, float], dict[str, list[float]]]:
+    """Each peer's loss (from a warm-up call) and ``repeats`` timings, peers alternated.
+
+    Each repetition starts with another peer; a call shorter than ``LONG_CALL_S`` is
+    repeated to fill ``SAMPLE_S`` and preceded by an untimed one.
+    """
+    peers = list(calls)
+    losses = {}
+    for peer in peers:  # warm-up: compilation, caches, allocator
+        value = calls[peer]()
+        losses[peer] = float(value[0] if isinstance(value, tuple) else value)
+    inner = {p: _inner_loops_for(_time_one_call(calls[p])) for p in peers}
+    samples: dict[str, list[float]] = {p: [] for p in peers}
+    for repeat in range(repeats):
+        for peer in peers[repeat % len(peers) :] + peers[: repeat % len(peers)]:
+            call = calls[peer]
+            if inner[peer] > 1 or _time_one_call(call) < LONG_CALL_S:
+                call()  # (see SAMPLE_S: the previous peer's threads stop spinning)
+            start = time.perf_counter()
+            for _ in range(inner[peer]):
+                call()
+            samples[peer].append((time.perf_counter() - start) / inner[peer])
+    return losses, samples
+
+
 def available_linear_peers() -> list[str]:
     """The linear peers that can run here (PyTorch's need ``F.linear_cross_entropy``)."""
     peers = ["fastxent", "blas floor"]
@@ -409,18 +436,9 @@ def run_linear(
         for operation in LINEAR_OPERATIONS:
             if progress:
                 progress(f"{n_rows} x {hidden} x {n_classes} {dtype} {operation}")
-            losses = {p: float(calls[p][operation]()) for p in chosen}  # warm-up
-            inner = {p: _inner_loops_for(_time_one_call(calls[p][operation])) for p in chosen}
-            samples: dict[str, list[float]] = {p: [] for p in chosen}
-            for repeat in range(3 if quick else 5):
-                for peer in chosen[repeat % len(chosen) :] + chosen[: repeat % len(chosen)]:
-                    call = calls[peer][operation]
-                    if inner[peer] > 1 or _time_one_call(call) < LONG_CALL_S:
-                        call()  # (see SAMPLE_S: the previous peer's threads stop spinning)
-                    start = time.perf_counter()
-                    for _ in range(inner[peer]):
-                        call()
-                    samples[peer].append((time.perf_counter() - start) / inner[peer])
+            losses, samples = interleaved_samples(
+                {p: calls[p][operation] for p in chosen}, 3 if quick else 5
+            )
             own = statistics.median(samples["fastxent"])
             for peer in chosen:
                 median = statistics.median(samples[peer])

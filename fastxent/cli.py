@@ -47,10 +47,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     bench.add_argument(
         "--operation",
-        choices=("forward", "forward+grad", "both", "linear"),
+        choices=("forward", "forward+grad", "both", "linear", "evaluate"),
         default="both",
-        help="cross-entropy forward, forward+grad or both; or linear: fused linear "
-        "cross-entropy against PyTorch's two paths and the matrix products alone",
+        help="cross-entropy forward, forward+grad or both; linear: fused linear "
+        "cross-entropy against PyTorch's two paths and the matrix products alone; "
+        "evaluate: fastxent.evaluate's metrics against NumPy and scikit-learn",
     )
     bench.add_argument("--json", metavar="PATH", help="write the measurements as JSON")
     bench.add_argument("--plot", metavar="PATH", help="write a PNG chart (needs matplotlib)")
@@ -67,9 +68,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from fastxent import bench
+    from fastxent import bench, bench_evaluation
 
     linear = args.operation == "linear"
+    evaluate = args.operation == "evaluate"
     size = 3 if linear else 2
     wrong = [shape for shape in args.shape or [] if len(shape) != size]
     if wrong:
@@ -79,6 +81,8 @@ def _bench(args: argparse.Namespace) -> int:
         return 2
     installed = bench.available_peers()
     known = bench.LINEAR_PEERS if linear else tuple(installed)
+    if evaluate:
+        known = bench_evaluation.PEERS
     peers = args.peers.split(",") if args.peers else None
     unknown = [p for p in (peers or []) if p not in known]
     if unknown:
@@ -94,6 +98,15 @@ def _bench(args: argparse.Namespace) -> int:
             shapes, args.dtype, peers, args.threads, args.quick,
             bench.progress_printer(len(shapes) * len(bench.LINEAR_OPERATIONS)),
         )  # fmt: skip
+    elif evaluate:
+        shapes = args.shape or list(
+            bench_evaluation.QUICK_SHAPES if args.quick else bench_evaluation.SHAPES
+        )
+        absent = [p for p in known if p not in bench_evaluation.available_peers()]
+        results = bench_evaluation.run_evaluate(
+            shapes, args.dtype, peers, args.threads, args.quick,
+            bench.progress_printer(len(shapes)),
+        )  # fmt: skip
     else:
         shapes = args.shape or list(bench.QUICK_SHAPES if args.quick else bench.DEFAULT_SHAPES)
         operations = bench.OPERATIONS if args.operation == "both" else (args.operation,)
@@ -105,7 +118,7 @@ def _bench(args: argparse.Namespace) -> int:
     if peers is not None:
         absent = [p for p in absent if p in peers]
     print(bench.format_table(results, absent))
-    dropin = "" if linear else bench.format_dropin(results)
+    dropin = "" if linear or evaluate else bench.format_dropin(results)
     if dropin:
         print(dropin)
     print(bench.format_agreement(results))

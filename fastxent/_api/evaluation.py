@@ -19,6 +19,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from fastxent._api.xent_problem import prepare
 from fastxent._kernels.evaluation import evaluation_rows
+from fastxent._plan import rows_to_chain
 
 
 @dataclass(frozen=True)
@@ -210,8 +211,8 @@ def row_statistics(
         np.empty(n_rows), np.empty(n_rows, np.int64), np.empty(n_rows), np.empty(n_rows)
     )
     evaluation_rows(
-        rows.size, rows, labels, ignore_index, statistics.losses, statistics.ranks,
-        statistics.confidences, statistics.entropies,
+        rows.size, rows, rows_to_chain(rows), labels, ignore_index, statistics.losses,
+        statistics.ranks, statistics.confidences, statistics.entropies,
     )  # fmt: skip
     return statistics
 
