@@ -91,35 +91,21 @@ def _reference_calls(x: np.ndarray, y: np.ndarray) -> dict[str, Callable[[], Any
     }
 
 
-def _torch_calls(x: np.ndarray, y: np.ndarray, threads: int) -> dict[str, Callable[[], Any]]:
-    import torch
-    import torch.nn.functional as F  # noqa: N812
-
-    torch.set_num_threads(threads)
-    logits = torch.from_numpy(x)
-    labels = torch.from_numpy(y)
-    leaf = logits.clone().requires_grad_(True)
-
-    def forward_backward() -> Any:
-        leaf.grad = None
-        loss = F.cross_entropy(leaf, labels)
-        loss.backward()  # type: ignore[no-untyped-call]
-        return loss.item(), leaf.grad
-
-    return {
-        "forward": lambda: F.cross_entropy(logits, labels).item(),
-        "forward+grad": forward_backward,
-    }
-
-
-def _fastxent_torch_calls(
-    x: np.ndarray, y: np.ndarray, threads: int
+def _torch_calls(
+    x: np.ndarray, y: np.ndarray, threads: int, dropin: bool = False
 ) -> dict[str, Callable[[], Any]]:
-    """The PyTorch drop-in: tensors in, autograd's backward for the gradient."""
+    """PyTorch's ``F.cross_entropy`` on tensors, or with ``dropin`` fastxent's drop-in for it.
+
+    The gradient through autograd's backward into a leaf tensor, as a training step has it.
+    """
     import torch
+
+    import torch.nn.functional as F  # noqa: N812
 
     import fastxent.torch as fxt
 
+    cross_entropy: Callable[..., Any] = fxt.cross_entropy if dropin else F.cross_entropy
+
     torch.set_num_threads(threads)
     logits = torch.from_numpy(x)
     labels = torch.from_numpy(y)
@@ -127,12 +113,12 @@ def _fastxent_torch_calls(
 
     def forward_backward() -> Any:
         leaf.grad = None
-        loss = fxt.cross_entropy(leaf, labels)
+        loss = cross_entropy(leaf, labels)
         loss.backward()  # type: ignore[no-untyped-call]
         return loss.item(), leaf.grad
 
     return {
-        "forward": lambda: fxt.cross_entropy(logits, labels).item(),
+        "forward": lambda: cross_entropy(logits, labels).item(),
         "forward+grad": forward_backward,
     }
 
@@ -167,7 +153,7 @@ def _peer_calls(
     if peer == "torch":
         return _torch_calls(x, y, threads)
     if peer == "fastxent.torch":
-        return _fastxent_torch_calls(x, y, threads)
+        return _torch_calls(x, y, threads, dropin=True)
     return _jax_calls(x, y)
 
 
