@@ -99,7 +99,6 @@ def _torch_calls(
     The gradient through autograd's backward into a leaf tensor, as a training step has it.
     """
     import torch
-
     import torch.nn.functional as F  # noqa: N812
 
     import fastxent.torch as fxt
