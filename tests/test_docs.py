@@ -7,6 +7,7 @@ its code block does. Each page runs with ``np`` and ``fastxent`` imported.
 from __future__ import annotations
 
 import doctest
+import os
 import pathlib
 
 import numpy as np
@@ -23,6 +24,8 @@ PAGES = sorted((ROOT / "docs").glob("*.md")) + [ROOT / "README.md"]
 def test_examples_run(page):
     if ">>> import torch" in page.read_text():
         import_torch()  # the PyTorch pages: skipped without it, unless CI requires it
+    if ">>> import dask" in page.read_text() and os.environ.get("FASTXENT_REQUIRE_DASK") != "1":
+        pytest.importorskip("dask.array")  # the Dask page, likewise
     text = "\n".join(
         "" if line.lstrip().startswith("```") else line for line in page.read_text().splitlines()
     )
