@@ -212,3 +212,26 @@ def _arrays_in(task):
                 if value is not None and value is not item:
                     stack.append(value)
     return seen
+
+
+def test_every_task_reads_one_copy_of_the_output_layer(monkeypatch):
+    """On the threaded scheduler all tasks get the same output-layer array (one key, no
+    per-task concatenation that would copy it), and each chunk of rows whole."""
+    from fastxent.dask import _functions
+
+    rng = np.random.default_rng(4)
+    matrix = rng.standard_normal((N_CLASSES, 16))
+    hidden = rng.standard_normal((N_ROWS, 16))
+    _, labels = make_case()
+    seen = []
+    original = _functions._linear_chunk
+
+    def spy(block, weight, *rest, **options):
+        seen.append((id(weight), block.shape))
+        return original(block, weight, *rest, **options)
+
+    monkeypatch.setattr(_functions, "_linear_chunk", spy)
+    rows = da.from_array(hidden, chunks=(ROW_CHUNKS, 8))  # features split: made whole
+    fxd.linear_cross_entropy(rows, matrix, labels).compute(scheduler="threads")
+    assert len({identity for identity, _ in seen}) == 1
+    assert sorted(shape for _, shape in seen) == sorted((n, 16) for n in ROW_CHUNKS)

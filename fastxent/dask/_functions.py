@@ -38,10 +38,28 @@ def _one_thread() -> Any:
         numba.set_num_threads(previous)
 
 
+def _whole(block: Any) -> Any:
+    """A block handed over as nested one-element lists (an axis of one chunk) as itself."""
+    while isinstance(block, list):
+        if len(block) != 1:
+            raise ValueError(f"expected one chunk along a contracted axis, got {len(block)}")
+        block = block[0]
+    return block
+
+
 def _in_task(function: Callable[..., Any]) -> Callable[..., Any]:
+    """``function`` as a task: on one fastxent thread, its array blocks unwrapped.
+
+    The blockwise calls pass ``concatenate=False``: with one chunk along the classes (and
+    the features), concatenating would only copy every block (a chunk of logits, and the
+    whole output layer for every task of ``linear_cross_entropy``). They also give Dask
+    the result's ``meta``, which Dask would otherwise get by calling the task on empty
+    arrays.
+    """
+
     def task(*args: Any, **kwargs: Any) -> Any:
         with _one_thread():
-            return function(*args, **kwargs)
+            return function(*(_whole(arg) for arg in args), **kwargs)
 
     task.__name__ = f"fastxent-{function.__name__}"
     return task
@@ -129,17 +147,35 @@ def cross_entropy(
     target_index = rows + "z" if probabilities else rows
     if reduction == "none":
         return da.blockwise(
-            _in_task(_chunk_losses), rows, array, rows + "z", targets, target_index,
-            dtype=result_dtype, concatenate=True, probabilities=probabilities, base=base,
+            _in_task(_chunk_losses),
+            rows,
+            array,
+            rows + "z",
+            targets,
+            target_index,
+            dtype=result_dtype,
+            meta=np.empty((0,) * len(rows), result_dtype),
+            concatenate=False,
+            probabilities=probabilities,
+            base=base,
             options=options,
-        )  # fmt: skip
+        )
     parts = da.blockwise(
-        _in_task(_chunk_sums), rows + "w", array, rows + "z", targets, target_index,
-        dtype=np.float64, concatenate=True, new_axes={"w": 2},
-        adjust_chunks={axis_name: 1 for axis_name in rows}, probabilities=probabilities,
+        _in_task(_chunk_sums),
+        rows + "w",
+        array,
+        rows + "z",
+        targets,
+        target_index,
+        dtype=np.float64,
+        meta=np.empty((0,) * (len(rows) + 1)),
+        concatenate=False,
+        new_axes={"w": 2},
+        adjust_chunks={axis_name: 1 for axis_name in rows},
+        probabilities=probabilities,
         options=options,
-    )  # fmt: skip
-    totals = parts.reshape(-1, 2).sum(axis=0).rechunk(-1)
+    )
+    totals = parts.sum(axis=tuple(range(parts.ndim - 1))).rechunk(-1)
     log_base = 1.0 if base is None else float(np.log(base))
     return da.map_blocks(
         _reduced, totals, mean=reduction == "mean", log_base=log_base, dtype=result_dtype,
@@ -247,14 +283,33 @@ def linear_cross_entropy(
     with_bias = linear_bias is not None
     if reduction == "none":
         return da.blockwise(
-            task, "i", *arrays, dtype=result_dtype, concatenate=True, with_bias=with_bias,
-            probabilities=probabilities, sums=False, base=base, options=options,
-        )  # fmt: skip
+            task,
+            "i",
+            *arrays,
+            dtype=result_dtype,
+            meta=np.empty(0, result_dtype),
+            concatenate=False,
+            with_bias=with_bias,
+            probabilities=probabilities,
+            sums=False,
+            base=base,
+            options=options,
+        )
     parts = da.blockwise(
-        task, "iw", *arrays, dtype=np.float64, concatenate=True, new_axes={"w": 2},
-        adjust_chunks={"i": 1}, with_bias=with_bias, probabilities=probabilities, sums=True,
-        base=None, options=options,
-    )  # fmt: skip
+        task,
+        "iw",
+        *arrays,
+        dtype=np.float64,
+        meta=np.empty((0, 0)),
+        concatenate=False,
+        new_axes={"w": 2},
+        adjust_chunks={"i": 1},
+        with_bias=with_bias,
+        probabilities=probabilities,
+        sums=True,
+        base=None,
+        options=options,
+    )
     totals = parts.sum(axis=0).rechunk(-1)
     log_base = 1.0 if base is None else float(np.log(base))
     return da.map_blocks(
