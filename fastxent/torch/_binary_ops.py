@@ -13,7 +13,7 @@ import torch
 import fastxent
 from fastxent.torch import _memory
 from fastxent.torch._common import (
-    compiling,
+    by_mode,
     eager_autograd,
     float64_numpy,
     refuse_double_backward,
@@ -102,12 +102,6 @@ binary_with_grad.register_autograd(_backward, setup_context=_setup_context)
 _eager_with_grad = eager_autograd("BinaryWithGrad", _loss_and_grad, _setup_context, _backward)
 
 
-def with_grad(*arguments: Any) -> tuple[torch.Tensor, torch.Tensor]:
-    """The loss and its saved gradient, differentiable (the operator under torch.compile)."""
-    function = binary_with_grad if compiling() else _eager_with_grad
-    return function(*arguments)  # type: ignore[no-any-return]
-
-
-def forward(*arguments: Any) -> torch.Tensor:
-    """The loss alone (the operator under torch.compile)."""
-    return binary_forward(*arguments) if compiling() else _loss(*arguments)
+#: The loss and its saved gradient, differentiable; the loss alone (no gradient needed).
+with_grad = by_mode(binary_with_grad, _eager_with_grad)
+forward = by_mode(binary_forward, _loss)

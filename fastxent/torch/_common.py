@@ -80,6 +80,15 @@ def compiling() -> bool:
     return bool(torch.compiler.is_compiling())
 
 
+def by_mode(operator: Callable[..., Any], eager: Callable[..., Any]) -> Callable[..., Any]:
+    """A call of ``operator`` under ``torch.compile``, of ``eager`` (its same code) otherwise."""
+
+    def call(*arguments: Any) -> Any:
+        return operator(*arguments) if compiling() else eager(*arguments)
+
+    return call
+
+
 def eager_autograd(
     name: str,
     forward: Callable[..., Any],

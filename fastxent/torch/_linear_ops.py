@@ -17,7 +17,7 @@ import fastxent
 from fastxent.torch import _memory
 from fastxent.torch._common import (
     NO_CAP,
-    compiling,
+    by_mode,
     eager_autograd,
     float64_numpy,
     refuse_double_backward,
@@ -244,12 +244,6 @@ _eager_with_grad = eager_autograd(
 _eager_forward = eager_autograd("Linear", _loss, _setup_forward, _backward_forward)
 
 
-def with_grad(*arguments: Any) -> tuple[torch.Tensor, ...]:
-    """A reduced loss and its saved gradients (the operator under torch.compile)."""
-    function = linear_with_grad if compiling() else _eager_with_grad
-    return function(*arguments)  # type: ignore[no-any-return]
-
-
-def forward(*arguments: Any) -> torch.Tensor:
-    """The loss, differentiable by a second sweep (the operator under torch.compile)."""
-    return linear_forward(*arguments) if compiling() else _eager_forward(*arguments)  # type: ignore[no-any-return]
+#: A reduced loss and its saved gradients; the loss, differentiable by a second sweep.
+with_grad = by_mode(linear_with_grad, _eager_with_grad)
+forward = by_mode(linear_forward, _eager_forward)
