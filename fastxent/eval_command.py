@@ -24,6 +24,7 @@ from numpy.typing import NDArray
 from fastxent._api.evaluation import (
     Evaluation,
     bin_count,
+    labels_out_of_range,
     row_statistics,
     summarise,
     top_k_values,
@@ -126,14 +127,13 @@ def _check_labels(labels: ArrayFile, n_classes: int, ignore_index: int, size: in
     """Every label a class index or ``ignore_index``; else how many are not, and the first."""
     n_bad, first = 0, None
     for start, stop in _blocks(labels.shape[0], size):
-        block = labels.block(start, stop).reshape(-1)
-        bad = ((block < 0) | (block >= n_classes)) & (block != ignore_index)
-        if first is None and bad.any():
-            position = int(np.argmax(bad))
+        block = labels.block(start, stop)
+        count, position = labels_out_of_range(block, n_classes, ignore_index)
+        if first is None and count:
             per_slice = int(np.prod(labels.shape[1:], dtype=np.int64))
             index = np.unravel_index(start * per_slice + position, labels.shape)
-            first = (tuple(int(i) for i in index), int(block[position]))
-        n_bad += int(bad.sum())
+            first = (tuple(int(i) for i in index), int(block.reshape(-1)[position]))
+        n_bad += count
         labels.release(start, stop)
     if first is not None:
         where, value = first

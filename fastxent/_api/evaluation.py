@@ -181,14 +181,25 @@ def bin_count(bins: Any) -> int:
     return int(bins)
 
 
+def labels_out_of_range(
+    labels: NDArray[np.integer[Any]], n_classes: int, ignore_index: int
+) -> tuple[int, int]:
+    """``(count, first)``: labels neither a class index nor ``ignore_index``.
+
+    ``first`` is the flat position of the first of them, -1 if there is none.
+    """
+    bad = ((labels < 0) | (labels >= n_classes)) & (labels != ignore_index)
+    count = int(np.count_nonzero(bad))
+    return count, int(np.argmax(bad.reshape(-1))) if count else -1
+
+
 def check_labels(labels: NDArray[np.int64], n_classes: int, ignore_index: int) -> None:
     """Every label a class index or ``ignore_index``; else say how many are not, and the first."""
-    bad = ((labels < 0) | (labels >= n_classes)) & (labels != ignore_index)
-    if bad.any():
-        first = int(np.argmax(bad))
+    count, first = labels_out_of_range(labels, n_classes, ignore_index)
+    if count:
         raise ValueError(
-            f"target has {int(bad.sum())} labels outside [0, {n_classes}) (nor ignore_index="
-            f"{ignore_index}); the first is {int(labels[first])}, at row {first}"
+            f"target has {count} labels outside [0, {n_classes}) (nor ignore_index="
+            f"{ignore_index}); the first is {int(labels.reshape(-1)[first])}, at row {first}"
         )
 
 

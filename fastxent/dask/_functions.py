@@ -22,7 +22,7 @@ from numpy.typing import ArrayLike
 import fastxent
 from fastxent._api.evaluation import Evaluation
 from fastxent._api.linear import WORKING_MEMORY
-from fastxent._validate import REDUCTIONS
+from fastxent._validate import reduction_mode
 
 
 @contextmanager
@@ -131,8 +131,7 @@ def cross_entropy(
     >>> round(float(loss.compute()), 4)
     0.4904
     """
-    if reduction not in REDUCTIONS:
-        raise ValueError(f"reduction must be one of {', '.join(REDUCTIONS)}, got {reduction!r}")
+    reduction = reduction_mode(reduction)
     array = _rows_and_classes(logits, axis)
     probabilities = _is_probabilities(target)
     targets = _aligned_target(target, array, probabilities)
@@ -175,11 +174,16 @@ def cross_entropy(
         probabilities=probabilities,
         options=options,
     )
+    return _reduced_loss(parts, reduction, base, result_dtype)
+
+
+def _reduced_loss(parts: da.Array, reduction: str, base: float | None, dtype: Any) -> da.Array:
+    """The 0-d loss from every chunk's ``[weighted loss sum, counted weight]`` (last axis)."""
     totals = parts.sum(axis=tuple(range(parts.ndim - 1))).rechunk(-1)
     log_base = 1.0 if base is None else float(np.log(base))
     return da.map_blocks(
-        _reduced, totals, mean=reduction == "mean", log_base=log_base, dtype=result_dtype,
-        drop_axis=0, chunks=(), result_dtype=result_dtype,
+        _reduced, totals, mean=reduction == "mean", log_base=log_base, dtype=dtype,
+        drop_axis=0, chunks=(), result_dtype=dtype,
     )  # fmt: skip
 
 
@@ -205,16 +209,22 @@ def _chunk_sums(
     """``[sum of weighted losses, sum of counted weights]`` of a chunk, in nats."""
     losses = fastxent.cross_entropy(block, target, reduction="none", **options)
     total = float(np.sum(losses, dtype=np.float64))
-    if probabilities:
-        counted = float(np.prod(block.shape[:-1]))
-    else:
-        weight = options["weight"]
-        labels = np.asarray(target).reshape(-1)
-        kept = labels[labels != options["ignore_index"]]
-        counted = float(kept.size if weight is None else weight[kept].sum())
     out = np.empty((1,) * (block.ndim - 1) + (2,))
-    out.reshape(-1)[:] = (total, counted)
+    out.reshape(-1)[:] = (total, _counted_weight(target, probabilities, options))
     return out
+
+
+def _counted_weight(target: np.ndarray, probabilities: bool, options: dict[str, Any]) -> float:
+    """A chunk's share of a mean's denominator: its counted rows' weights.
+
+    For probability targets, its rows.
+    """
+    if probabilities:
+        return float(np.prod(target.shape[:-1]))
+    labels = np.asarray(target).reshape(-1)
+    kept = labels[labels != options["ignore_index"]]
+    weight = options["weight"]
+    return float(kept.size if weight is None else weight[kept].sum())
 
 
 def linear_cross_entropy(
@@ -249,8 +259,7 @@ def linear_cross_entropy(
     >>> round(float(fxd.linear_cross_entropy(h, W, np.array([2, 1])).compute()), 4)
     0.8103
     """
-    if reduction not in REDUCTIONS:
-        raise ValueError(f"reduction must be one of {', '.join(REDUCTIONS)}, got {reduction!r}")
+    reduction = reduction_mode(reduction)
     hidden = input if isinstance(input, da.Array) else da.asarray(input)
     if hidden.ndim != 2:
         raise ValueError(f"input must be (N, H) hidden states, got shape {hidden.shape}")
@@ -310,12 +319,7 @@ def linear_cross_entropy(
         base=None,
         options=options,
     )
-    totals = parts.sum(axis=0).rechunk(-1)
-    log_base = 1.0 if base is None else float(np.log(base))
-    return da.map_blocks(
-        _reduced, totals, mean=reduction == "mean", log_base=log_base, dtype=result_dtype,
-        drop_axis=0, chunks=(), result_dtype=result_dtype,
-    )  # fmt: skip
+    return _reduced_loss(parts, reduction, base, result_dtype)
 
 
 def _linear_chunk(
@@ -329,14 +333,8 @@ def _linear_chunk(
     )
     if not sums:
         return np.asarray(losses)
-    if probabilities:
-        counted = float(hidden.shape[0])
-    else:
-        labels = np.asarray(target).reshape(-1)
-        kept = labels[labels != options["ignore_index"]]
-        weight = options["weight"]
-        counted = float(kept.size if weight is None else weight[kept].sum())
-    return np.array([[float(np.sum(losses, dtype=np.float64)), counted]])
+    total = float(np.sum(losses, dtype=np.float64))
+    return np.array([[total, _counted_weight(target, probabilities, options)]])
 
 
 def _along_rows(function: Callable[..., Any], logits: Any, axis: int, **kwargs: Any) -> da.Array:
