@@ -260,22 +260,9 @@ def run(
                     for _ in range(loops):
                         call()
                     samples[peer].append((time.perf_counter() - start) / loops)
-            own = statistics.median(samples["fastxent"])
-            for peer in case_peers:
-                median = statistics.median(samples[peer])
-                results.append(
-                    Measurement(
-                        (n_rows, n_classes),
-                        dtype,
-                        operation,
-                        peer,
-                        median,
-                        samples[peer],
-                        x.nbytes / median / 1e9,
-                        median / own,
-                        losses[peer],
-                    )  # fmt: skip
-                )
+            results += measurements(
+                (n_rows, n_classes), dtype, operation, samples, losses, x.nbytes
+            )
     return results
 
 
@@ -334,6 +321,35 @@ def _linear_calls(
         return float(loss.detach())
 
     return {"linear forward": forward, "linear forward+grad": forward_backward}
+
+
+def measurements(
+    shape: tuple[int, ...],
+    dtype: str,
+    operation: str,
+    samples: dict[str, list[float]],
+    losses: dict[str, float],
+    n_bytes: int,
+) -> list[Measurement]:
+    """One :class:`Measurement` per peer of a case, with its ratio to fastxent's median."""
+    own = statistics.median(samples["fastxent"])
+    results = []
+    for peer, times in samples.items():
+        median = statistics.median(times)
+        results.append(
+            Measurement(
+                shape,
+                dtype,
+                operation,
+                peer,
+                median,
+                times,
+                n_bytes / median / 1e9,
+                median / own,
+                losses[peer],
+            )  # fmt: skip
+        )
+    return results
 
 
 def interleaved_samples(
@@ -424,22 +440,10 @@ def run_linear(
             losses, samples = interleaved_samples(
                 {p: calls[p][operation] for p in chosen}, 3 if quick else 5
             )
-            own = statistics.median(samples["fastxent"])
-            for peer in chosen:
-                median = statistics.median(samples[peer])
-                results.append(
-                    Measurement(
-                        (n_rows, hidden, n_classes),
-                        dtype,
-                        operation,
-                        peer,
-                        median,
-                        samples[peer],
-                        (h.nbytes + w.nbytes) / median / 1e9,
-                        median / own,
-                        losses[peer],
-                    )  # fmt: skip
-                )
+            results += measurements(
+                (n_rows, hidden, n_classes), dtype, operation, samples, losses,
+                h.nbytes + w.nbytes,
+            )  # fmt: skip
     return results
 
 

@@ -11,14 +11,13 @@ evaluation reads the data once, as the loss alone does.
 from __future__ import annotations
 
 import importlib.util
-import statistics
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
 
 import fastxent
-from fastxent.bench import Measurement, interleaved_samples
+from fastxent.bench import Measurement, interleaved_samples, measurements
 
 SHAPES = ((4096, 32000), (8192, 1000))
 QUICK_SHAPES = ((8192, 1000),)
@@ -108,20 +107,5 @@ def run_evaluate(
         if progress:
             progress(f"{n_rows} x {n_classes} {dtype} evaluate")
         losses, samples = interleaved_samples({p: calls[p] for p in chosen}, 3 if quick else 5)
-        own = statistics.median(samples["fastxent"])
-        for peer in chosen:
-            median = statistics.median(samples[peer])
-            results.append(
-                Measurement(
-                    (n_rows, n_classes),
-                    dtype,
-                    "evaluate",
-                    peer,
-                    median,
-                    samples[peer],
-                    x.nbytes / median / 1e9,
-                    median / own,
-                    losses[peer],
-                )  # fmt: skip
-            )
+        results += measurements((n_rows, n_classes), dtype, "evaluate", samples, losses, x.nbytes)
     return results
