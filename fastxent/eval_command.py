@@ -31,6 +31,7 @@ from fastxent._api.evaluation import (
 )
 from fastxent._array_files import ArrayFile, ArrayFileError, open_array
 from fastxent._layout import compute_dtype
+from fastxent.eval_cluster import ClusterError, evaluate_on_cluster
 
 #: Default bound on the logits read per block (bytes).
 BLOCK_BYTES = 64 * 2**20
@@ -66,6 +67,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--per-row", metavar="OUT.npy", help="write each row's loss (.npy)")
     parser.add_argument("--json", metavar="PATH", help="write the results as JSON ('-': stdout)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    cluster = parser.add_mutually_exclusive_group()
+    cluster.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="run on a local Dask cluster of N worker processes (needs fastxent[dask])",
+    )
+    cluster.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="run on the Dask cluster whose scheduler is at ADDRESS (e.g. tcp://host:8786); "
+        "its workers read the files at the same paths",
+    )
 
 
 @dataclass
@@ -159,6 +173,13 @@ def evaluate_files(args: argparse.Namespace) -> dict[str, Any]:
     bins = bin_count(args.bins)
     if args.rows_per_chunk is not None and args.rows_per_chunk < 1:
         raise EvalError(f"--rows-per-chunk must be at least 1, got {args.rows_per_chunk}")
+    on_cluster = args.workers is not None or args.scheduler is not None
+    if args.workers is not None and args.workers < 1:
+        raise EvalError(f"--workers must be at least 1, got {args.workers}")
+    if on_cluster and args.per_row:
+        raise EvalError(
+            "--per-row is written by this process: run without --workers or --scheduler"
+        )
     logits = open_array(args.logits, args.key)
     labels = open_array(args.labels, args.labels_key)
     layout = _check_inputs(logits, labels, args)
@@ -171,26 +192,21 @@ def evaluate_files(args: argparse.Namespace) -> dict[str, Any]:
     if args.per_row:
         dtype = np.float64 if logits.dtype == np.float64 else np.float32
         per_row = np.lib.format.open_memmap(args.per_row, "w+", dtype, layout.loss_shape)
-    weight = np.ones(n_classes)
-    total = Evaluation(top_k, bins, 0, 0, 0, 0.0, 0.0, (0,) * len(top_k), 0.0, 0.0,
-                       (0,) * bins, (0.0,) * bins, (0,) * bins)  # fmt: skip
     started = time.perf_counter()
     with _progress(logits.nbytes, args.quiet) as bar:
-        for start, stop in _blocks(n_slices, per_block):
-            rows, targets = _block_rows(logits, labels, layout, start, stop, args.shift)
-            statistics = row_statistics(rows, targets, args.ignore_index)
-            total = total + summarise(statistics, targets, weight, top_k, bins)
-            if per_row is not None:
-                losses = np.where(targets == args.ignore_index, 0.0, statistics.losses)
-                per_row[start:stop] = losses.reshape((stop - start, *layout.loss_shape[1:]))
-            logits.release(start, stop)
-            labels.release(start, stop)
-            bar.set_postfix_str(f"{stop:,}/{n_slices:,} rows", refresh=False)
-            bar.update(slice_bytes * (stop - start))
+        if on_cluster:
+            total, seconds = evaluate_on_cluster(
+                args, layout.class_axis, per_block, top_k, bins, bar
+            )
+        else:
+            total = _evaluate_blocks(
+                logits, labels, layout, per_block, top_k, bins, per_row, args, bar
+            )
     if per_row is not None:
         per_row.flush()
         del per_row
-    seconds = time.perf_counter() - started
+    if not on_cluster:
+        seconds = time.perf_counter() - started
     return {
         **total.as_dict(),
         "inputs": {"logits": logits.describe(), "labels": labels.describe()},
@@ -201,10 +217,35 @@ def evaluate_files(args: argparse.Namespace) -> dict[str, Any]:
             "bins": bins,
             "shift": args.shift,
             "rows_per_chunk": per_block,
+            "workers": args.workers,
+            "scheduler": args.scheduler,
         },  # fmt: skip
         "seconds": seconds,
         "gb_per_s": logits.nbytes / seconds / 1e9 if seconds > 0 else math.nan,
     }
+
+
+def _evaluate_blocks(
+    logits: ArrayFile, labels: ArrayFile, layout: Layout, per_block: int,
+    top_k: tuple[int, ...], bins: int, per_row: Any, args: argparse.Namespace, bar: Any,
+) -> Evaluation:  # fmt: skip
+    """The blocks' statistics added up, in this process."""
+    n_slices, slice_bytes = logits.shape[0], logits.nbytes // max(logits.shape[0], 1)
+    weight = np.ones(logits.shape[layout.class_axis])
+    total = Evaluation(top_k, bins, 0, 0, 0, 0.0, 0.0, (0,) * len(top_k), 0.0, 0.0,
+                       (0,) * bins, (0.0,) * bins, (0,) * bins)  # fmt: skip
+    for start, stop in _blocks(n_slices, per_block):
+        rows, targets = _block_rows(logits, labels, layout, start, stop, args.shift)
+        statistics = row_statistics(rows, targets, args.ignore_index)
+        total = total + summarise(statistics, targets, weight, top_k, bins)
+        if per_row is not None:
+            losses = np.where(targets == args.ignore_index, 0.0, statistics.losses)
+            per_row[start:stop] = losses.reshape((stop - start, *layout.loss_shape[1:]))
+        logits.release(start, stop)
+        labels.release(start, stop)
+        bar.set_postfix_str(f"{stop:,}/{n_slices:,} rows", refresh=False)
+        bar.update(slice_bytes * (stop - start))
+    return total
 
 
 def _parse_top_k(text: str) -> tuple[int, ...]:
@@ -259,7 +300,7 @@ def run(args: argparse.Namespace) -> int:
     """The command: the table on stdout (or JSON with ``--json -``); errors as one line."""
     try:
         report = evaluate_files(args)
-    except (ArrayFileError, EvalError, ValueError, TypeError, OSError) as error:
+    except (ArrayFileError, EvalError, ClusterError, ValueError, TypeError, OSError) as error:
         print(f"fastxent eval: error: {error}", file=sys.stderr)
         return 1
     if args.json != "-":

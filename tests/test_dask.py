@@ -235,3 +235,220 @@ def test_every_task_reads_one_copy_of_the_output_layer(monkeypatch):
     fxd.linear_cross_entropy(rows, matrix, labels).compute(scheduler="threads")
     assert len({identity for identity, _ in seen}) == 1
     assert sorted(shape for _, shape in seen) == sorted((n, 16) for n in ROW_CHUNKS)
+
+
+# Files: read by the tasks, by path -------------------------------------------------------
+
+
+@pytest.fixture
+def saved(tmp_path):
+    """Logits (N_ROWS, N_CLASSES) float32 and labels with padding, saved as .npy."""
+    logits, labels = make_case(np.float32)
+    np.save(tmp_path / "logits.npy", logits)
+    np.save(tmp_path / "labels.npy", labels)
+    return tmp_path, logits, labels
+
+
+def test_from_file_npy_reads_the_file_in_chunks_of_rows(saved, scheduler):
+    folder, logits, _ = saved
+    array = fxd.from_file(str(folder / "logits.npy"), rows_per_chunk=30)
+    assert array.chunks == ((30, 30, 30, 13), (N_CLASSES,))
+    assert array.dtype == np.float32
+    np.testing.assert_array_equal(array.compute(**scheduler), logits)
+    np.testing.assert_array_equal(array[25:64, 3].compute(**scheduler), logits[25:64, 3])
+
+
+def test_from_file_default_chunks_are_64_mib(tmp_path):
+    np.save(tmp_path / "wide.npy", np.zeros((100, 2**20 // 4), np.float32))  # 1 MiB rows
+    assert fxd.from_file(str(tmp_path / "wide.npy")).chunks[0] == (64, 36)
+
+
+def test_evaluate_from_files_matches_in_memory(saved, scheduler):
+    folder, logits, labels = saved
+    expected = fastxent.evaluate(logits, labels, top_k=(1, 3))
+    lazy = fxd.evaluate(
+        fxd.from_file(str(folder / "logits.npy"), rows_per_chunk=17),
+        fxd.from_file(str(folder / "labels.npy"), rows_per_chunk=40),  # rechunked to 17
+        top_k=(1, 3),
+        compute=False,
+    )
+    got = lazy.compute(**scheduler)
+    assert (got.count, got.ignored, got.hits, got.bin_counts) == (
+        expected.count, expected.ignored, expected.hits, expected.bin_counts,
+    )  # fmt: skip
+    assert math.isclose(got.loss_sum, expected.loss_sum, rel_tol=1e-12)
+
+
+def test_from_file_safetensors_hdf5_and_zarr(saved, scheduler):
+    safetensors_numpy = pytest.importorskip("safetensors.numpy")
+    h5py = pytest.importorskip("h5py")
+    zarr = pytest.importorskip("zarr")
+    folder, logits, labels = saved
+    safetensors_numpy.save_file(
+        {"logits": logits, "labels": labels}, str(folder / "both.safetensors")
+    )
+    with h5py.File(folder / "both.h5", "w") as handle:
+        handle["eval/logits"] = logits
+        handle["eval/labels"] = labels
+    with h5py.File(folder / "one.hdf5", "w") as handle:
+        handle["logits"] = logits
+    stored = zarr.create_array(
+        str(folder / "logits.zarr"), shape=logits.shape, chunks=(25, N_CLASSES), dtype="f4"
+    )
+    stored[:] = logits
+    cases = [
+        (fxd.from_file(str(folder / "both.safetensors"), "logits", rows_per_chunk=40), logits),
+        (fxd.from_file(str(folder / "both.safetensors"), "labels", rows_per_chunk=40), labels),
+        (fxd.from_file(str(folder / "both.h5"), "eval/logits", rows_per_chunk=40), logits),
+        (fxd.from_file(str(folder / "both.h5"), "eval/labels", rows_per_chunk=40), labels),
+        (fxd.from_file(str(folder / "one.hdf5"), rows_per_chunk=40), logits),
+        (fxd.from_file(str(folder / "logits.zarr")), logits),
+        (fxd.from_file(str(folder / "logits.zarr"), rows_per_chunk=40), logits),
+    ]
+    for array, expected in cases:
+        np.testing.assert_array_equal(array.compute(**scheduler), expected)
+    assert cases[0][0].chunks[0] == (40, 40, 23)
+    assert cases[5][0].chunks[0] == (25, 25, 25, 25, 3)  # the store's own chunks of rows
+    assert cases[6][0].chunks[0] == (40, 40, 23)
+
+
+def test_from_file_bad_input(saved):
+    folder, logits, labels = saved
+    np.savez(folder / "both.npz", logits=logits, labels=labels)
+    with pytest.raises(ValueError, match="save the array as .npy"):
+        fxd.from_file(str(folder / "both.npz"), "logits")
+    with pytest.raises(ValueError, match="no such file"):
+        fxd.from_file(str(folder / "missing.npy"))
+    with pytest.raises(ValueError, match="rows_per_chunk must be at least 1"):
+        fxd.from_file(str(folder / "logits.npy"), rows_per_chunk=0)
+    np.save(folder / "scalar.npy", np.float32(1.0))
+    with pytest.raises(ValueError, match="0-d"):
+        fxd.from_file(str(folder / "scalar.npy"))
+    h5py = pytest.importorskip("h5py")
+    with h5py.File(folder / "two.h5", "w") as handle:
+        handle["a"], handle["b"] = logits, labels
+    with pytest.raises(ValueError, match="holds 2 datasets: choose one"):
+        fxd.from_file(str(folder / "two.h5"))
+    with pytest.raises(ValueError, match="no dataset 'c'"):
+        fxd.from_file(str(folder / "two.h5"), "c")
+
+
+def _graph_bytes(delayed_value):
+    import cloudpickle
+
+    return len(cloudpickle.dumps(dict(delayed_value.__dask_graph__())))
+
+
+def test_graph_from_a_npy_is_small_whatever_the_file_size(tmp_path):
+    """The graph holds the path, not the data: a 16x larger file, same chunks, same bytes."""
+    sizes = {}
+    for rows in (64, 1024):
+        logits = np.zeros((rows, 4096), np.float32)  # 1 MiB, 16 MiB
+        np.save(tmp_path / f"logits{rows}.npy", logits)
+        np.save(tmp_path / f"labels{rows}.npy", np.zeros(rows, np.int64))
+        lazy = fxd.evaluate(
+            fxd.from_file(str(tmp_path / f"logits{rows}.npy"), rows_per_chunk=rows // 16),
+            fxd.from_file(str(tmp_path / f"labels{rows}.npy"), rows_per_chunk=rows // 16),
+            compute=False,
+        )
+        sizes[rows] = _graph_bytes(lazy)
+    assert sizes[1024] < 100_000
+    assert abs(sizes[1024] - sizes[64]) < 200, sizes
+    # What the readers avoid: a memory-mapped array in the graph ships its data.
+    mapped = np.load(tmp_path / "logits1024.npy", mmap_mode="r")
+    naive = fxd.evaluate(da.from_array(mapped, chunks=(64, 4096)), np.zeros(1024, np.int64),
+                         compute=False)  # fmt: skip
+    assert _graph_bytes(naive) > mapped.nbytes
+
+
+def _kill_worker_once(block, marker, block_info=None):
+    """Kill the worker running the third chunk, once (``marker`` records that it happened)."""
+    if block_info[0]["chunk-location"][0] == 2:
+        try:
+            os.close(os.open(marker, os.O_CREAT | os.O_EXCL))
+        except FileExistsError:
+            return block
+        os._exit(1)  # the worker process dies mid-computation; its nanny starts another
+    return block
+
+
+def test_a_killed_worker_is_retried_and_the_result_is_right(client, saved):
+    folder, logits, labels = saved
+    marker = str(folder / "killed")
+    before = set(client.scheduler_info()["workers"])
+    dying = fxd.from_file(str(folder / "logits.npy"), rows_per_chunk=20).map_blocks(
+        _kill_worker_once, marker=marker, dtype=np.float32
+    )
+    got = fxd.evaluate(dying, labels, compute=False).compute(scheduler=client)
+    expected = fastxent.evaluate(logits, labels)
+    assert os.path.exists(marker)  # a worker did die
+    client.wait_for_workers(2, timeout=60)
+    assert set(client.scheduler_info()["workers"]) != before  # and was replaced
+    assert (got.count, got.hits, got.bin_counts) == (expected.count, expected.hits,
+                                                      expected.bin_counts)  # fmt: skip
+    assert math.isclose(got.loss_sum, expected.loss_sum, rel_tol=1e-12)
+
+
+# fastxent eval on a cluster ----------------------------------------------------------------
+
+
+def run_eval(*arguments, check=True):
+    done = subprocess.run(
+        ["fastxent", "eval", *map(str, arguments)], capture_output=True, text=True, timeout=300
+    )
+    if check:
+        assert done.returncode == 0, done.stderr
+    return done
+
+
+def _metrics(report):
+    """A ``--json`` report without what differs between runs (time, where it ran)."""
+    import json
+
+    values = json.loads(report)
+    for name in ("seconds", "gb_per_s"):
+        values.pop(name)
+    for name in ("workers", "scheduler"):
+        values["options"].pop(name)
+    return values
+
+
+def test_eval_on_two_workers_gives_the_single_process_output(saved):
+    folder, _, _ = saved
+    files = (folder / "logits.npy", folder / "labels.npy", "--rows-per-chunk", "20")
+    single = run_eval(*files)
+    on_cluster = run_eval(*files, "--workers", "2")
+    assert on_cluster.stdout == single.stdout  # the table, to the last digit
+    assert on_cluster.stderr == ""
+    single_json = run_eval(*files, "--json", "-").stdout
+    cluster_json = run_eval(*files, "--json", "-", "--workers", "2").stdout
+    assert _metrics(cluster_json) == _metrics(single_json)
+
+
+def test_eval_shifted_sequences_on_a_running_scheduler(tmp_path, client):
+    rng = np.random.default_rng(3)
+    np.save(tmp_path / "logits.npy", rng.standard_normal((9, 12, 20)).astype(np.float32))
+    np.save(tmp_path / "labels.npy", rng.integers(0, 20, (9, 12)))
+    files = (tmp_path / "logits.npy", tmp_path / "labels.npy", "--shift", "--json", "-")
+    single = run_eval(*files, "--rows-per-chunk", "4").stdout
+    address = client.scheduler.address
+    on_cluster = run_eval(*files, "--rows-per-chunk", "4", "--scheduler", address).stdout
+    assert _metrics(on_cluster) == _metrics(single)
+
+
+def test_eval_cluster_bad_options(saved):
+    folder, _, _ = saved
+    files = (folder / "logits.npy", folder / "labels.npy")
+    cases = [
+        (["--workers", "0"], "--workers must be at least 1"),
+        (["--workers", "2", "--per-row", folder / "out.npy"], "--per-row is written by this"),
+        (["--scheduler", "tcp://127.0.0.1:9"], "cannot reach a Dask scheduler"),
+    ]
+    for options, message in cases:
+        done = run_eval(*files, *options, check=False)
+        assert done.returncode == 1, options
+        assert message in done.stderr and "Traceback" not in done.stderr, done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert not (folder / "out.npy").exists()
+    done = run_eval(*files, "--workers", "2", "--scheduler", "tcp://x:1", check=False)
+    assert done.returncode == 2 and "not allowed with argument" in done.stderr

@@ -3,7 +3,8 @@
 ``cross_entropy``, ``logsumexp``, ``softmax``, ``log_softmax`` and ``evaluate`` take
 ``dask.array`` logits chunked along their rows, ``linear_cross_entropy`` hidden states,
 and give the numbers of the in-memory call: reductions combine sums and weight totals
-across chunks, never means of means.
+across chunks, never means of means. ``from_file`` reads ``.npy``, ``.safetensors``, HDF5
+and Zarr files as Dask arrays whose tasks read their own rows by path.
 Dask is an optional dependency: ``pip install 'fastxent[dask]'``.
 """
 
@@ -14,6 +15,7 @@ except ImportError as error:  # pragma: no cover - exercised in a subprocess tes
         "fastxent.dask needs Dask, which is not installed: pip install 'fastxent[dask]'"
     ) from error
 
+from fastxent.dask._files import from_file
 from fastxent.dask._functions import (
     cross_entropy,
     evaluate,
@@ -26,6 +28,7 @@ from fastxent.dask._functions import (
 __all__ = [
     "cross_entropy",
     "evaluate",
+    "from_file",
     "linear_cross_entropy",
     "log_softmax",
     "logsumexp",

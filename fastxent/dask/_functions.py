@@ -408,20 +408,40 @@ def evaluate(
     >>> fxd.evaluate(logits, np.array([0, 1, 2, 0]), top_k=1).accuracy
     {1: 0.75}
     """
+    parts = evaluation_parts(
+        logits, target, axis=axis, ignore_index=ignore_index, weight=weight, top_k=top_k,
+        bins=bins,
+    )  # fmt: skip
+    total = delayed(combine_parts, pure=True)(parts)
+    return total.compute() if compute else total
+
+
+def evaluation_parts(logits: Any, target: Any, *, axis: int, **options: Any) -> list[Any]:
+    """One ``Delayed`` per chunk of rows, in row order, of its :class:`~fastxent.Evaluation`.
+
+    Each is a one-element object array (:func:`combine_parts` adds them up): a blockwise
+    task, which Dask fuses with the task that reads the chunk (a chunk read by one worker
+    and evaluated by another would cross the network).
+    """
     array = _rows_and_classes(logits, axis)
     targets = _aligned_target(target, array, probabilities=False)
-    options = {
-        "ignore_index": ignore_index,
-        "top_k": top_k,
-        "bins": bins,
-        "weight": None if weight is None else np.asarray(weight, dtype=np.float64),
-    }
-    task = delayed(_in_task(fastxent.evaluate), pure=True)
-    parts = [
-        task(block, labels, **options)
-        for block, labels in zip(
-            array.to_delayed().reshape(-1), targets.to_delayed().reshape(-1), strict=True
-        )
-    ]
-    total = delayed(Evaluation.combine, pure=True)(parts)
-    return total.compute() if compute else total
+    if options.get("weight") is not None:
+        options["weight"] = np.asarray(options["weight"], dtype=np.float64)
+    rows = "abcdefghijklmnopqrstuvwxy"[: array.ndim - 1]
+    parts = da.blockwise(
+        _in_task(_chunk_evaluation), rows, array, rows + "z", targets, rows,
+        dtype=object, meta=np.empty((0,) * len(rows), object), concatenate=False,
+        adjust_chunks={axis_name: 1 for axis_name in rows}, options=options,
+    )  # fmt: skip
+    return list(parts.to_delayed().reshape(-1))
+
+
+def _chunk_evaluation(block: np.ndarray, labels: np.ndarray, *, options: Any) -> np.ndarray:
+    part = np.empty((1,) * labels.ndim, dtype=object)
+    part.reshape(-1)[0] = fastxent.evaluate(block, labels, **options)
+    return part
+
+
+def combine_parts(parts: Sequence[np.ndarray]) -> Evaluation:
+    """The sum of :func:`evaluation_parts`' computed parts, in their order."""
+    return Evaluation.combine(part.reshape(-1)[0] for part in parts)
