@@ -72,6 +72,7 @@ html_theme_options = {
     "footer_start": ["copyright"],
     "footer_end": [],
 }
-html_sidebars = {"index": []}
+# No section navigation on the pages that have no section: the home page and the design notes.
+html_sidebars = {"index": [], "design": []}
 html_static_path = ["_static"]
 html_css_files = ["fastxent.css"]
