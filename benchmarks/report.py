@@ -1,9 +1,11 @@
-"""Regenerate the measurements of docs/performance.md.
+"""A full report of fastxent's speed on this machine, beyond the documentation's table.
 
 Usage: ``python benchmarks/report.py [--quick]`` (needs ``pip install -e ".[dev]"`` for
-PyTorch and matplotlib; JAX is used when installed). Writes
-``docs/performance-results.md`` (tables) and ``docs/img/*.png`` (charts); each table is
-the median of interleaved repetitions measured in this one run.
+PyTorch and matplotlib; JAX is used when installed). Writes ``benchmarks/report/
+results.md`` (peers, threads, class counts, options, start-up) and its charts
+``speedup.png`` and ``scaling.png``; each table is the median of interleaved repetitions
+measured in this one run. The table of docs/performance.md comes from ``fastxent bench
+--json`` instead (the commands are on that page).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import fastxent
 from fastxent import _threading, bench
 from fastxent.cli import _cpu_name
 
-DOCS = Path(__file__).resolve().parent.parent / "docs"
+OUT = Path(__file__).resolve().parent / "report"
 
 
 def _median_time(call, repeats: int) -> float:
@@ -212,7 +214,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
     repeats = 5 if args.quick else 9
-    (DOCS / "img").mkdir(exist_ok=True)
+    OUT.mkdir(exist_ok=True)
     _threading.prepare()
     lines = [
         "# Measured results",
@@ -236,7 +238,7 @@ def main() -> None:
         )
         lines += [f"## Peer comparison, {dtype}", "", "```", bench.format_table(results), "```", ""]
         if dtype == "float32":
-            bench.plot(results, str(DOCS / "img" / "speedup.png"))
+            bench.plot(results, str(OUT / "speedup.png"))
     lines += [
         "## Scaling with C at N x C = 2^25 (float32)",
         "",
@@ -286,7 +288,7 @@ def main() -> None:
         "|---|---|---|",
         f"| {numba_s * 1e3:.0f} ms | {fastxent_s * 1e3:.0f} ms | {first_call_s * 1e3:.0f} ms |",
     ]
-    (DOCS / "performance-results.md").write_text("\n".join(lines) + "\n")
+    (OUT / "results.md").write_text("\n".join(lines) + "\n")
     _plot_scaling(classes, threads)
 
 
@@ -310,7 +312,7 @@ def _plot_scaling(classes, threads) -> None:
     right.set_ylabel("ms")
     right.legend()
     figure.tight_layout()
-    figure.savefig(DOCS / "img" / "scaling.png", dpi=110)
+    figure.savefig(OUT / "scaling.png", dpi=110)
 
 
 if __name__ == "__main__":
