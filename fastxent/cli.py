@@ -124,7 +124,9 @@ def _bench(args: argparse.Namespace) -> int:
     print(bench.format_agreement(results))
     if args.json:
         with open(args.json, "w") as handle:
-            json.dump({"system": _system(), "results": bench.to_json(results)}, handle, indent=1)
+            json.dump(
+                {"system": _measured_on(), "results": bench.to_json(results)}, handle, indent=1
+            )
     if args.plot:
         bench.plot(results, args.plot)
     return 0
@@ -162,6 +164,18 @@ def _cpu_name() -> str:
     import platform
 
     return platform.processor() or platform.machine()
+
+
+def _measured_on() -> dict[str, str]:
+    """The system facts, the threading layer, and the versions of the peers measured."""
+    from fastxent import _threading
+
+    facts = _system()
+    facts["layer"] = _threading.describe()["threading layer"]
+    for peer in ("torch", "jax", "sklearn"):
+        if peer in sys.modules:  # imported by the run: a peer it measured
+            facts[peer] = str(getattr(sys.modules[peer], "__version__", "unknown"))
+    return facts
 
 
 def _header() -> str:

@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 
+import numba
 import numpy as np
 import pytest
 from conftest import PARALLEL_MIN_ELEMENTS, import_torch
@@ -22,7 +23,10 @@ def test_bench_table_and_json_of_a_small_case(tmp_path, capsys):
     table = capsys.readouterr().out
     assert re.search(r"8 x 10 +float32 +forward +fastxent", table)
     assert re.search(r"8 x 10 +float32 +forward +reference", table)
-    results = json.loads(path.read_text())["results"]
+    report = json.loads(path.read_text())
+    assert report["system"]["layer"] in ("tbb", "omp", "workqueue")
+    assert report["system"]["numba"] == numba.__version__
+    results = report["results"]
     assert [(r["peer"], r["operation"], r["shape"]) for r in results] == [
         ("fastxent", "forward", [8, 10]),
         ("reference", "forward", [8, 10]),
