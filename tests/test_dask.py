@@ -258,9 +258,14 @@ def test_from_file_npy_reads_the_file_in_chunks_of_rows(saved, scheduler):
     np.testing.assert_array_equal(array[25:64, 3].compute(**scheduler), logits[25:64, 3])
 
 
-def test_from_file_default_chunks_are_64_mib(tmp_path):
-    np.save(tmp_path / "wide.npy", np.zeros((100, 2**20 // 4), np.float32))  # 1 MiB rows
-    assert fxd.from_file(str(tmp_path / "wide.npy")).chunks[0] == (64, 36)
+def test_from_file_default_chunks_are_dask_s_chunk_size(tmp_path):
+    import dask
+
+    np.save(tmp_path / "wide.npy", np.zeros((200, 2**20 // 4), np.float32))  # 1 MiB rows
+    with dask.config.set({"array.chunk-size": "128MiB"}):
+        assert fxd.from_file(str(tmp_path / "wide.npy")).chunks[0] == (128, 72)
+    with dask.config.set({"array.chunk-size": "48MiB"}):
+        assert fxd.from_file(str(tmp_path / "wide.npy")).chunks[0] == (48,) * 4 + (8,)
 
 
 def test_evaluate_from_files_matches_in_memory(saved, scheduler):

@@ -15,14 +15,13 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import dask
 import dask.array as da
 import numpy as np
 from dask.base import tokenize
+from dask.utils import parse_bytes
 
 from fastxent._array_files import ArrayFileError, open_array
-
-#: Default bytes of one chunk of rows, as ``fastxent eval``'s blocks.
-CHUNK_BYTES = 64 * 2**20
 
 
 class _FileReader:
@@ -62,13 +61,15 @@ def from_file(path: str, key: str | None = None, *, rows_per_chunk: int | None =
     file's size, and a process or distributed cluster reads the file where the tasks run
     (every worker must see it at ``path``).
 
-    ============================== ==========================================================
-    ``.npy``                       memory-mapped in each task (a view: no copy)
-    ``.safetensors`` (``key``)     the task's rows read through ``safetensors``
-    ``.h5``, ``.hdf5`` (``key``)   the task's rows read through ``h5py``
-    ``.zarr`` (``key``: a group's  ``dask.array.from_zarr``, its chunks of rows kept when
-    array)                         they hold whole rows
-    ============================== ==========================================================
+    ======================================= =================================================
+    file                                    each task reads its rows through
+    ======================================= =================================================
+    ``.npy``                                a memory map (a view: no copy)
+    ``.safetensors`` (``key``)              the ``safetensors`` package
+    ``.h5``, ``.hdf5`` (``key``: a dataset) ``h5py``
+    ``.zarr`` (``key``: a group's array)    ``dask.array.from_zarr`` (its chunks of rows kept
+                                            when they hold whole rows)
+    ======================================= =================================================
 
     Parameters
     ----------
@@ -77,7 +78,9 @@ def from_file(path: str, key: str | None = None, *, rows_per_chunk: int | None =
     key : str, optional
         The array in a ``.safetensors``, HDF5 or Zarr group (needed when it holds several).
     rows_per_chunk : int, optional
-        Rows (first-axis slices) per chunk; default about 64 MiB.
+        Rows (first-axis slices) per chunk; by default as many as fit Dask's
+        ``array.chunk-size`` (128 MiB unless configured otherwise): every chunk costs the
+        engine a task, so chunks much smaller than that spend more time scheduling.
 
     Returns
     -------
@@ -130,7 +133,8 @@ def _rows_per_chunk(shape: tuple[int, ...], dtype: Any, rows: int | None) -> int
             raise ValueError(f"rows_per_chunk must be at least 1, got {rows}")
         return rows
     row_bytes = int(np.prod(shape[1:], dtype=np.int64)) * np.dtype(dtype).itemsize
-    return max(1, CHUNK_BYTES // max(row_bytes, 1))
+    chunk_bytes = parse_bytes(dask.config.get("array.chunk-size"))
+    return max(1, chunk_bytes // max(row_bytes, 1))
 
 
 def _hdf5_reader(path: str, key: str | None) -> _FileReader:
