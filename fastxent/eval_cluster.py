@@ -1,8 +1,9 @@
 """``fastxent eval --workers N`` / ``--scheduler ADDRESS``: the same evaluation on Dask.
 
-The files are read by the workers, each task opening them by path and reading its own
-block of rows (:func:`fastxent.dask.from_file`), so nothing of the data passes through
-this process or the scheduler. The blocks are the single-process run's and their
+The logits are read by the workers, each task opening the files by path and reading its
+own block of rows (:func:`fastxent.dask.from_file`), so they never pass through this
+process or the scheduler (this process only checks the labels first, as the
+single-process run does). The blocks are the single-process run's and their
 statistics are added up in the same order, so the output is the same.
 """
 
@@ -28,20 +29,22 @@ def evaluate_on_cluster(
     try:
         import distributed
 
-        from fastxent import dask as fxd
+        from fastxent.dask import from_file
+        from fastxent.dask._functions import combine_parts, evaluation_parts
     except ImportError:
         raise ClusterError(
             "--workers and --scheduler run on Dask, which is not installed: "
             "pip install 'fastxent[dask]'"
         ) from None
-    logits = fxd.from_file(args.logits, args.key, rows_per_chunk=rows_per_block)
-    labels = fxd.from_file(args.labels, args.labels_key, rows_per_chunk=rows_per_block)
+    logits = from_file(args.logits, args.key, rows_per_chunk=rows_per_block)
+    labels = from_file(args.labels, args.labels_key, rows_per_chunk=rows_per_block)
+    # The progress bar counts the file's bytes, before any shift.
+    block_bytes = [chunk * logits.nbytes // max(logits.shape[0], 1) for chunk in logits.chunks[0]]
     if args.shift:  # position t scores the label at t + 1, within each sequence
         logits, labels = logits[:, :-1], labels[:, 1:]
-    parts = fxd._functions.evaluation_parts(
+    parts = evaluation_parts(
         logits, labels, axis=class_axis, ignore_index=args.ignore_index, top_k=top_k, bins=bins
     )
-    block_bytes = [chunk * logits.nbytes // max(logits.shape[0], 1) for chunk in logits.chunks[0]]
     with _client(args, distributed) as client:
         started = time.perf_counter()  # the evaluation's time, not the cluster's start
         futures = client.compute(parts)
@@ -55,7 +58,7 @@ def evaluate_on_cluster(
         except Exception as error:  # a worker lost for good, a cancelled task
             raise ClusterError(f"the Dask computation failed: {error!r}") from None
         seconds = time.perf_counter() - started
-    return fxd._functions.combine_parts(results), seconds
+    return combine_parts(results), seconds
 
 
 @contextmanager
@@ -71,11 +74,14 @@ def _client(args: argparse.Namespace, distributed: Any) -> Iterator[Any]:
         with client:
             yield client
         return
-    with (
-        distributed.LocalCluster(
+    try:
+        cluster = distributed.LocalCluster(
             n_workers=args.workers, threads_per_worker=1, processes=True,
             dashboard_address=":0", silence_logs=logging.ERROR,  # any free port
-        ) as cluster,
-        distributed.Client(cluster) as client,
-    ):  # fmt: skip
+        )  # fmt: skip
+    except Exception as error:  # Dask's errors of a failed start vary (OSError, RuntimeError)
+        raise ClusterError(
+            f"--workers {args.workers}: cannot start a local Dask cluster ({error})"
+        ) from None
+    with cluster, distributed.Client(cluster) as client:
         yield client

@@ -457,3 +457,39 @@ def test_eval_cluster_bad_options(saved):
     assert not (folder / "out.npy").exists()
     done = run_eval(*files, "--workers", "2", "--scheduler", "tcp://x:1", check=False)
     assert done.returncode == 2 and "not allowed with argument" in done.stderr
+
+
+def test_from_file_paths_are_absolute_and_a_changed_file_is_refused(saved, monkeypatch):
+    folder, logits, _ = saved
+    monkeypatch.chdir(folder)
+    relative = fxd.from_file("logits.npy", rows_per_chunk=30)  # a str, relative here
+    as_path = fxd.from_file(folder / "logits.npy", rows_per_chunk=30)  # a pathlib.Path
+    monkeypatch.chdir("/")  # a worker runs elsewhere: the path must not depend on it
+    np.testing.assert_array_equal(relative.compute(scheduler="threads"), logits)
+    np.testing.assert_array_equal(as_path.compute(scheduler="threads"), logits)
+    np.save(folder / "logits.npy", logits[:50])  # rewritten: other rows than the graph's
+    with pytest.raises(ValueError, match="changed since from_file opened it"):
+        relative.compute(scheduler="threads")
+    with pytest.raises(TypeError, match="rows_per_chunk must be an integer"):
+        fxd.from_file(folder / "labels.npy", rows_per_chunk="4")
+
+
+def test_from_file_hdf5_key_with_a_leading_slash(saved):
+    h5py = pytest.importorskip("h5py")
+    folder, logits, _ = saved
+    with h5py.File(folder / "nested.h5", "w") as handle:
+        handle["eval/logits"] = logits
+    array = fxd.from_file(str(folder / "nested.h5"), "/eval/logits", rows_per_chunk=50)
+    np.testing.assert_array_equal(array.compute(scheduler="threads"), logits)
+
+
+def test_eval_says_so_when_the_local_cluster_cannot_start(saved):
+    folder, _, _ = saved
+    environment = {**os.environ, "DASK_TEMPORARY_DIRECTORY": "/proc/no-such-directory"}
+    done = subprocess.run(
+        ["fastxent", "eval", folder / "logits.npy", folder / "labels.npy", "--workers", "2"],
+        capture_output=True, text=True, timeout=300, env=environment,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    assert "cannot start a local Dask cluster" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr

@@ -25,18 +25,36 @@ from fastxent._array_files import ArrayFileError, open_array
 
 
 class _FileReader:
-    """One array in a file, sliced by Dask; pickles as its path, opened in every task."""
+    """One array in a file, sliced by Dask: small in the graph, the file opened by each task."""
 
     def __init__(self, path: str, key: str | None, shape: tuple[int, ...], dtype: Any) -> None:
         self.path, self.key = path, key
         self.shape, self.dtype, self.ndim = shape, np.dtype(dtype), len(shape)
-        stat = os.stat(path)
-        self._version = (stat.st_size, stat.st_mtime_ns)  # a changed file is a new array
+        self._version = self._stat()
+
+    def _stat(self) -> tuple[int, int]:
+        try:
+            stat = os.stat(self.path)
+        except FileNotFoundError:
+            raise ArrayFileError(
+                f"{self.path}: no such file where this task runs (every Dask worker must see "
+                "the file at this path)"
+            ) from None
+        return stat.st_size, stat.st_mtime_ns
+
+    def _check_unchanged(self) -> None:
+        """A file rewritten since :func:`from_file` would give other rows than the graph's."""
+        if self._stat() != self._version:
+            raise ArrayFileError(
+                f"{self.path} changed since from_file opened it (size or modification "
+                "time): call from_file again"
+            )
 
     def __dask_tokenize__(self) -> Any:
-        return (type(self).__name__, os.path.abspath(self.path), self.key, self._version)
+        return (type(self).__name__, self.path, self.key, self._version)
 
     def __getitem__(self, index: Any) -> np.ndarray:
+        self._check_unchanged()
         return np.asarray(open_array(self.path, self.key)._array[index])
 
     def block(self, block_info: dict[Any, Any]) -> np.ndarray:
@@ -50,11 +68,14 @@ class _HDF5Reader(_FileReader):
     def __getitem__(self, index: Any) -> np.ndarray:
         import h5py
 
+        self._check_unchanged()
         with h5py.File(self.path, "r") as handle:
             return np.asarray(handle[self.key][index])
 
 
-def from_file(path: str, key: str | None = None, *, rows_per_chunk: int | None = None) -> da.Array:
+def from_file(
+    path: str | os.PathLike[str], key: str | None = None, *, rows_per_chunk: int | None = None
+) -> da.Array:
     """An array in a file as a Dask array chunked by rows, each task reading its own rows.
 
     The task graph holds the file's path, never its data, so it stays small whatever the
@@ -85,7 +106,10 @@ def from_file(path: str, key: str | None = None, *, rows_per_chunk: int | None =
     Returns
     -------
     dask.array.Array
-        Chunked along the first axis only.
+        Chunked along the first axis only. A task that finds the file changed since this
+        call (size or modification time) raises ``ValueError``. A ``.npy`` chunk is a view
+        of the file's pages: a chunk kept in memory (``persist``) keeps the file mapped, so
+        do not rewrite the file while it is held (or ``map_blocks(np.array)`` to copy).
 
     Examples
     --------
@@ -97,6 +121,8 @@ def from_file(path: str, key: str | None = None, *, rows_per_chunk: int | None =
     >>> array.chunks, float(array.sum().compute())
     (((4, 2), (2,)), 66.0)
     """
+    # Absolute: the tasks run in the workers' working directories, not this one.
+    path = os.path.abspath(os.fspath(path))
     suffix = os.path.splitext(path.rstrip("/"))[1].lower()
     if suffix == ".zarr":
         return _from_zarr(path, key, rows_per_chunk)
@@ -129,6 +155,8 @@ def _read_block(reader: _FileReader, block_info: dict[Any, Any]) -> np.ndarray:
 
 def _rows_per_chunk(shape: tuple[int, ...], dtype: Any, rows: int | None) -> int:
     if rows is not None:
+        if isinstance(rows, bool) or not isinstance(rows, (int, np.integer)):
+            raise TypeError(f"rows_per_chunk must be an integer, got {rows!r}")
         if rows < 1:
             raise ValueError(f"rows_per_chunk must be at least 1, got {rows}")
         return rows
@@ -154,7 +182,7 @@ def _hdf5_reader(path: str, key: str | None) -> _FileReader:
                 raise ArrayFileError(
                     f"{path} holds {len(names)} datasets: choose one with key ({', '.join(names)})"
                 )
-            name = key if key is not None else names[0]
+            name = key.lstrip("/") if key is not None else names[0]
             if name not in names:
                 raise ArrayFileError(f"{path} has no dataset {name!r}; it has: {', '.join(names)}")
             dataset = handle[name]
