@@ -32,8 +32,9 @@ from fastxent.torch._common import (
 def _arrays(logits: torch.Tensor, target: torch.Tensor) -> tuple[np.ndarray, np.ndarray, int]:
     """NumPy views of the tensors and the class axis of ``logits``: PyTorch's axis 1.
 
-    Never a copy: fastxent takes any strides. The last axis is named -1 (for (N, C) and
-    (C,)), which spares fastxent moving an axis.
+    The adapter never copies: fastxent reads contiguous and channels-last layouts in place
+    and copies other strides itself. The last axis is named -1 (for (N, C) and (C,)),
+    which spares fastxent moving an axis.
     """
     axis = 1 if logits.dim() > 2 else -1
     return logits.detach().numpy(), target.detach().numpy(), axis
