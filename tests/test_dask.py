@@ -493,3 +493,22 @@ def test_eval_says_so_when_the_local_cluster_cannot_start(saved):
     assert done.returncode == 1, done.stderr
     assert "cannot start a local Dask cluster" in done.stderr, done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_evaluate_of_files_reads_and_evaluates_a_chunk_in_one_task(saved, client):
+    """Straight from from_file, each chunk is one task (and a sliced array still works)."""
+    folder, logits, labels = saved
+    on_disk = fxd.from_file(str(folder / "logits.npy"), rows_per_chunk=30)
+    targets = fxd.from_file(str(folder / "labels.npy"), rows_per_chunk=7)
+    lazy = fxd.evaluate(on_disk, targets, compute=False)
+    assert len(dict(lazy.__dask_graph__())) == 4 + 1  # 4 chunks, and their sum
+    got = lazy.compute(scheduler=client)
+    expected = fastxent.evaluate(logits, labels)
+    assert (got.count, got.hits, got.bin_counts) == (expected.count, expected.hits,
+                                                      expected.bin_counts)  # fmt: skip
+    assert math.isclose(got.loss_sum, expected.loss_sum, rel_tol=1e-12)
+    sliced = fxd.evaluate(on_disk[10:], targets[10:], compute=False)  # the blockwise path
+    assert len(dict(sliced.__dask_graph__())) > 5
+    assert (
+        sliced.compute(scheduler=client).count == fastxent.evaluate(logits[10:], labels[10:]).count
+    )

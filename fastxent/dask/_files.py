@@ -13,6 +13,7 @@ object store for a real one).
 from __future__ import annotations
 
 import os
+import weakref
 from typing import Any
 
 import dask
@@ -142,11 +143,25 @@ def from_file(
     chunks = da.core.normalize_chunks((rows,) + reader.shape[1:], reader.shape)
     # A blockwise task per chunk (not ``da.from_array``'s getters): Dask fuses it with the
     # blockwise task that uses the chunk, so the worker that reads it computes with it.
-    return da.map_blocks(
+    array = da.map_blocks(
         _read_block, chunks=chunks, dtype=reader.dtype, reader=reader,
         meta=np.empty((0,) * reader.ndim, reader.dtype),
         name=f"from-file-{tokenize(reader, chunks)}",
     )  # fmt: skip
+    _READERS[array.name] = reader
+    return array
+
+
+#: The reader of each array :func:`from_file` made, by the array's name, while it lives.
+_READERS: weakref.WeakValueDictionary[str, _FileReader] = weakref.WeakValueDictionary()
+
+
+def file_reader(array: Any) -> _FileReader | None:
+    """The reader of ``array`` if it is a :func:`from_file` array as made (not sliced)."""
+    if not isinstance(array, da.Array):
+        return None
+    reader = _READERS.get(array.name)
+    return reader if reader is not None and reader.shape == array.shape else None
 
 
 def _read_block(reader: _FileReader, block_info: dict[Any, Any]) -> np.ndarray:

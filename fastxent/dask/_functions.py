@@ -23,6 +23,7 @@ import fastxent
 from fastxent._api.evaluation import Evaluation
 from fastxent._api.linear import WORKING_MEMORY
 from fastxent._validate import reduction_mode
+from fastxent.dask._files import file_reader
 
 
 @contextmanager
@@ -419,14 +420,19 @@ def evaluate(
 def evaluation_parts(logits: Any, target: Any, *, axis: int, **options: Any) -> list[Any]:
     """One ``Delayed`` per chunk of rows, in row order, of its :class:`~fastxent.Evaluation`.
 
-    Each is a one-element object array (:func:`combine_parts` adds them up): a blockwise
-    task, which Dask fuses with the task that reads the chunk (a chunk read by one worker
-    and evaluated by another would cross the network).
+    Each is a one-element object array (:func:`combine_parts` adds them up). Logits and
+    labels straight from :func:`~fastxent.dask.from_file` are read by the task that
+    evaluates them, one task per chunk; other arrays go through a blockwise task (Dask
+    does not fuse the two reading tasks into it: three tasks per chunk, each a round trip
+    to the scheduler).
     """
-    array = _rows_and_classes(logits, axis)
-    targets = _aligned_target(target, array, probabilities=False)
     if options.get("weight") is not None:
         options["weight"] = np.asarray(options["weight"], dtype=np.float64)
+    from_files = _parts_from_files(logits, target, axis, options)
+    if from_files is not None:
+        return from_files
+    array = _rows_and_classes(logits, axis)
+    targets = _aligned_target(target, array, probabilities=False)
     rows = "abcdefghijklmnopqrstuvwxy"[: array.ndim - 1]
     parts = da.blockwise(
         _in_task(_chunk_evaluation), rows, array, rows + "z", targets, rows,
@@ -434,6 +440,29 @@ def evaluation_parts(logits: Any, target: Any, *, axis: int, **options: Any) -> 
         adjust_chunks={axis_name: 1 for axis_name in rows}, options=options,
     )  # fmt: skip
     return list(parts.to_delayed().reshape(-1))
+
+
+def _parts_from_files(logits: Any, target: Any, axis: int, options: Any) -> list[Any] | None:
+    """One task per chunk of rows reading both files, or ``None`` if they are not files."""
+    logits_file, target_file = file_reader(logits), file_reader(target)
+    if logits_file is None or target_file is None or logits.ndim < 2:
+        return None
+    if axis % logits.ndim != logits.ndim - 1 or target.shape != logits.shape[:-1]:
+        return None
+    task = delayed(_in_task(_rows_evaluation), pure=True)
+    bounds = np.cumsum((0, *logits.chunks[0])).tolist()
+    return [
+        task(logits_file, target_file, start, stop, options=options)
+        for start, stop in zip(bounds[:-1], bounds[1:], strict=True)
+    ]
+
+
+def _rows_evaluation(
+    logits_file: Any, target_file: Any, start: int, stop: int, *, options: Any
+) -> np.ndarray:
+    part = np.empty(1, dtype=object)
+    part[0] = fastxent.evaluate(logits_file[start:stop], target_file[start:stop], **options)
+    return part
 
 
 def _chunk_evaluation(block: np.ndarray, labels: np.ndarray, *, options: Any) -> np.ndarray:
