@@ -29,8 +29,9 @@ def evaluate_on_cluster(
     try:
         import distributed
 
+        from fastxent._api.evaluation import Evaluation
         from fastxent.dask import from_file
-        from fastxent.dask._functions import combine_parts, evaluation_parts
+        from fastxent.dask._functions import evaluation_parts
     except ImportError:
         raise ClusterError(
             "--workers and --scheduler run on Dask, which is not installed: "
@@ -58,7 +59,7 @@ def evaluate_on_cluster(
         except Exception as error:  # a worker lost for good, a cancelled task
             raise ClusterError(f"the Dask computation failed: {error!r}") from None
         seconds = time.perf_counter() - started
-    return combine_parts(results), seconds
+    return Evaluation.combine(results), seconds
 
 
 @contextmanager

@@ -413,18 +413,17 @@ def evaluate(
         logits, target, axis=axis, ignore_index=ignore_index, weight=weight, top_k=top_k,
         bins=bins,
     )  # fmt: skip
-    total = delayed(combine_parts, pure=True)(parts)
+    total = delayed(Evaluation.combine, pure=True)(parts)
     return total.compute() if compute else total
 
 
 def evaluation_parts(logits: Any, target: Any, *, axis: int, **options: Any) -> list[Any]:
     """One ``Delayed`` per chunk of rows, in row order, of its :class:`~fastxent.Evaluation`.
 
-    Each is a one-element object array (:func:`combine_parts` adds them up). Logits and
-    labels straight from :func:`~fastxent.dask.from_file` are read by the task that
-    evaluates them, one task per chunk; other arrays go through a blockwise task (Dask
-    does not fuse the two reading tasks into it: three tasks per chunk, each a round trip
-    to the scheduler).
+    Logits and labels straight from :func:`~fastxent.dask.from_file` are read by the task
+    that evaluates them, one task per chunk; other arrays take a task per block of each
+    and one to evaluate them (Dask does not fuse a task of two inputs with the tasks that
+    read them: three tasks per chunk, each a round trip to the scheduler).
     """
     if options.get("weight") is not None:
         options["weight"] = np.asarray(options["weight"], dtype=np.float64)
@@ -433,13 +432,13 @@ def evaluation_parts(logits: Any, target: Any, *, axis: int, **options: Any) -> 
         return from_files
     array = _rows_and_classes(logits, axis)
     targets = _aligned_target(target, array, probabilities=False)
-    rows = "abcdefghijklmnopqrstuvwxy"[: array.ndim - 1]
-    parts = da.blockwise(
-        _in_task(_chunk_evaluation), rows, array, rows + "z", targets, rows,
-        dtype=object, meta=np.empty((0,) * len(rows), object), concatenate=False,
-        adjust_chunks={axis_name: 1 for axis_name in rows}, options=options,
-    )  # fmt: skip
-    return list(parts.to_delayed().reshape(-1))
+    task = delayed(_in_task(fastxent.evaluate), pure=True)
+    return [
+        task(block, labels, **options)
+        for block, labels in zip(
+            array.to_delayed().reshape(-1), targets.to_delayed().reshape(-1), strict=True
+        )
+    ]
 
 
 def _parts_from_files(logits: Any, target: Any, axis: int, options: Any) -> list[Any] | None:
@@ -459,18 +458,5 @@ def _parts_from_files(logits: Any, target: Any, axis: int, options: Any) -> list
 
 def _rows_evaluation(
     logits_file: Any, target_file: Any, start: int, stop: int, *, options: Any
-) -> np.ndarray:
-    part = np.empty(1, dtype=object)
-    part[0] = fastxent.evaluate(logits_file[start:stop], target_file[start:stop], **options)
-    return part
-
-
-def _chunk_evaluation(block: np.ndarray, labels: np.ndarray, *, options: Any) -> np.ndarray:
-    part = np.empty((1,) * labels.ndim, dtype=object)
-    part.reshape(-1)[0] = fastxent.evaluate(block, labels, **options)
-    return part
-
-
-def combine_parts(parts: Sequence[np.ndarray]) -> Evaluation:
-    """The sum of :func:`evaluation_parts`' computed parts, in their order."""
-    return Evaluation.combine(part.reshape(-1)[0] for part in parts)
+) -> Evaluation:
+    return fastxent.evaluate(logits_file[start:stop], target_file[start:stop], **options)
